@@ -1,0 +1,2 @@
+/* channel.c - stub, to be written. */
+#include "channel.h"

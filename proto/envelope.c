@@ -1,0 +1,2 @@
+/* envelope.c - stub, to be written. */
+#include "envelope.h"

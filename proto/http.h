@@ -1,0 +1,110 @@
+/* http.h - HTTP/1.1 request/response heads and the WebSocket opening handshake (RFC 6455 §4).
+ *
+ * Pure, picohttpparser-style: the parsers read the caller's buffer and return the number of
+ * bytes the head used, HTTP_NEED_MORE, or HTTP_ERROR; every string they report is a span into
+ * that buffer. No allocation, no I/O. The writers fill a caller buffer and return the length
+ * written, or 0 when it does not fit.
+ */
+#ifndef RINGCAST_PROTO_HTTP_H
+#define RINGCAST_PROTO_HTTP_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "span.h"
+
+#define HTTP_NEED_MORE (-2)
+#define HTTP_ERROR     (-1)
+
+/* Largest request head accepted by default: bigger heads get 431. */
+#define HTTP_MAX_HEAD_DEFAULT 8192
+/* Length of a Sec-WebSocket-Accept value: base64 of a 20-byte SHA-1. */
+#define WS_ACCEPT_LEN 28
+/* Length of a Sec-WebSocket-Key value: base64 of 16 random bytes. */
+#define WS_KEY_LEN 24
+
+struct http_request {
+    struct span method;
+    struct span target; /* request-target as sent: path plus optional ?query */
+    struct span path;   /* target up to '?' */
+    struct span query;  /* after '?', without it; empty when absent */
+    int minor_version;  /* HTTP/1.x */
+    struct span host;
+    struct span origin;
+    struct span ws_key;      /* Sec-WebSocket-Key */
+    struct span ws_version;  /* Sec-WebSocket-Version */
+    struct span ws_protocol; /* Sec-WebSocket-Protocol (raw list) */
+    struct span authorization;
+    struct span content_type;
+    int64_t content_length;  /* -1 when absent */
+    bool conn_upgrade;       /* Connection token list holds "upgrade" (any case) */
+    bool conn_close;         /* Connection token list holds "close" */
+    bool upgrade_websocket;  /* Upgrade token list holds "websocket" (any case) */
+    bool chunked;            /* Transfer-Encoding holds "chunked" */
+    unsigned num_headers;
+    int status; /* on HTTP_ERROR: the status to answer with (400 or 431) */
+};
+
+/* Parses a request head from buf[0..len). Returns the bytes the head used (through the blank
+ * line), HTTP_NEED_MORE when the head is incomplete and still under max_head bytes, or
+ * HTTP_ERROR with req->status set: 400 malformed, 431 head over max_head bytes. Header names
+ * are case-insensitive; spans in req point into buf. */
+int http_request_parse(const char *buf, size_t len, size_t max_head, struct http_request *req);
+
+/* Checks that a parsed request is a WebSocket upgrade this server accepts. Returns 0 when it
+ * is, else the HTTP status to answer: 405 not GET, 400 missing Upgrade/Connection tokens or a
+ * missing or malformed Sec-WebSocket-Key, 426 Sec-WebSocket-Version other than 13. */
+int http_upgrade_check(const struct http_request *req);
+
+/* Routes a WebSocket path: "/", "/ws" and "/ws/{session_id}" are accepted (returns 0 and sets
+ * *session_id, empty unless given); anything else returns 404. */
+int http_route_ws(struct span path, struct span *session_id);
+
+/* Computes Sec-WebSocket-Accept for a key: base64(SHA-1(key + GUID)). out gets WS_ACCEPT_LEN
+ * characters and a NUL. */
+void ws_accept_compute(struct span key, char out[WS_ACCEPT_LEN + 1]);
+
+/* Writes "101 Switching Protocols" for key; protocol, when non-empty, is echoed as
+ * Sec-WebSocket-Protocol. Returns bytes written, 0 if cap is too small. */
+size_t http_write_101(char *out, size_t cap, struct span key, struct span protocol);
+
+/* Writes a complete error response with a text/plain body (body may be NULL: the reason phrase
+ * is used) and Connection: close. A 426 carries Sec-WebSocket-Version: 13. Returns bytes
+ * written, 0 if cap is too small. */
+size_t http_write_error(char *out, size_t cap, int status, const char *body);
+
+/* Writes a complete response with the given status, content type and body, Connection:
+ * keep-alive or close. Returns bytes written, 0 if cap is too small. */
+size_t http_write_response(char *out, size_t cap, int status, const char *content_type,
+                           const char *body, size_t body_len, bool keep_alive);
+
+/* The reason phrase for a status ("Bad Request"); "Unknown" for others. */
+const char *http_status_reason(int status);
+
+/* ---- client side (load generator, tests) ---- */
+
+struct http_response {
+    int status;
+    int minor_version;
+    struct span reason;
+    struct span ws_accept;   /* Sec-WebSocket-Accept */
+    struct span ws_protocol; /* Sec-WebSocket-Protocol */
+    bool conn_upgrade;
+    bool upgrade_websocket;
+    int64_t content_length; /* -1 when absent */
+};
+
+/* Parses a response head; same return convention as http_request_parse (status 400 on error
+ * means "malformed response"). */
+int http_response_parse(const char *buf, size_t len, size_t max_head, struct http_response *res);
+
+/* Writes a WebSocket upgrade request for host and path with key (WS_KEY_LEN characters).
+ * Returns bytes written, 0 if cap is too small. */
+size_t http_write_upgrade_request(char *out, size_t cap, struct span host, struct span path,
+                                  struct span key);
+
+/* True when accept is the right Sec-WebSocket-Accept for key. */
+bool ws_accept_matches(struct span key, struct span accept);
+
+#endif

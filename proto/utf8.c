@@ -1,0 +1,2 @@
+/* utf8.c - stub, to be written. */
+#include "utf8.h"

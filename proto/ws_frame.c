@@ -1,0 +1,2 @@
+/* ws_frame.c - stub, to be written. */
+#include "ws_frame.h"

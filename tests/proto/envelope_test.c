@@ -1,0 +1,7 @@
+#include "unit.h"
+#include "proto/envelope.h"
+
+int main(void)
+{
+    return unit_report("envelope");
+}

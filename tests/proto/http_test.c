@@ -1,0 +1,7 @@
+#include "unit.h"
+#include "proto/http.h"
+
+int main(void)
+{
+    return unit_report("http");
+}

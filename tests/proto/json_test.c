@@ -1,0 +1,7 @@
+#include "unit.h"
+#include "proto/json.h"
+
+int main(void)
+{
+    return unit_report("json");
+}

@@ -1,0 +1,7 @@
+#include "unit.h"
+#include "proto/utf8.h"
+
+int main(void)
+{
+    return unit_report("utf8");
+}
