@@ -1,0 +1,46 @@
+/* config.h - the engine's configuration: defaults (defaults.h) < config file (INI, --config or
+ * RINGCAST_CONFIG) < RINGCAST_* environment < command-line flags.
+ *
+ * Every option has one name used everywhere: "--max-connections" on the command line,
+ * "max-connections" (or "max_connections") in the INI file, RINGCAST_MAX_CONNECTIONS in the
+ * environment. Unknown keys and bad values are startup errors that name the key, the value and
+ * where it came from.
+ */
+#ifndef RINGCAST_ENGINE_CONFIG_H
+#define RINGCAST_ENGINE_CONFIG_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "log.h"
+
+struct rc_config {
+    char bind[64];
+    uint16_t port;
+    unsigned threads; /* resolved: never 0 after config_load */
+    unsigned max_connections;
+    uint32_t max_message_bytes;
+    unsigned max_subscriptions;
+    uint64_t max_queue_bytes;
+    unsigned rate_limit; /* messages/s, 0 = off */
+    unsigned rate_burst;
+    unsigned heartbeat_s; /* 0 = no heartbeat */
+    unsigned heartbeat_timeout_s;
+    unsigned handshake_timeout_s;
+    unsigned drain_timeout_s;
+    unsigned recv_buffers;     /* provided buffers per worker (power of two) */
+    unsigned recv_buffer_size; /* bytes each */
+    unsigned ring_entries;
+    enum log_level log_level;
+    char config_file[256]; /* empty when none */
+};
+
+/* Fills cfg from defaults, file, environment and argv (in that order of precedence, the last
+ * winning). Returns 0 to run, 1 when --help or --version was printed (exit 0), -1 on an error
+ * already printed to stderr (exit 2). */
+int config_load(struct rc_config *cfg, int argc, char **argv);
+
+/* Logs the effective configuration at info level, one line. */
+void config_log(const struct rc_config *cfg);
+
+#endif

@@ -1,0 +1,45 @@
+/* defaults.h - every compile-time default of the engine, with its unit and the reason for it.
+ * config.c starts from these; --help prints them. */
+#ifndef RINGCAST_ENGINE_DEFAULTS_H
+#define RINGCAST_ENGINE_DEFAULTS_H
+
+/* TCP port: the Python servers ringcast replaces listened on 8765. */
+#define RC_DEF_PORT 8765
+/* Bind address: loopback until an operator decides to expose the server. */
+#define RC_DEF_BIND "127.0.0.1"
+/* Worker threads: 0 means one per online CPU, each pinned to its core. */
+#define RC_DEF_THREADS 0
+/* Largest supported worker count: room membership across workers is a 64-bit mask. */
+#define RC_MAX_THREADS 64
+/* Connections (all workers): beyond it the upgrade is refused with HTTP 503. */
+#define RC_DEF_MAX_CONNECTIONS 10000
+/* Bytes per client message (all fragments): the Python servers' 64 KiB; larger closes 1009. */
+#define RC_DEF_MAX_MESSAGE_BYTES 65536
+/* Rooms one connection may join: bounds per-connection memory. */
+#define RC_DEF_MAX_SUBSCRIPTIONS 100
+/* Bytes queued to one connection before it is a slow consumer (closed with 4008). */
+#define RC_DEF_MAX_QUEUE_BYTES (1024 * 1024)
+/* Client messages per second (token bucket refill); 0 disables the limit. */
+#define RC_DEF_RATE_LIMIT 100
+/* Token bucket depth: a client may burst this many messages at once. */
+#define RC_DEF_RATE_BURST 200
+/* Seconds of silence before the server pings a connection (under common 30-60 s proxy idle
+ * timeouts). */
+#define RC_DEF_HEARTBEAT_S 25
+/* Seconds to wait for any traffic after a ping before closing with 4000. */
+#define RC_DEF_HEARTBEAT_TIMEOUT_S 10
+/* Seconds a client has to complete the HTTP upgrade (slowloris defence). */
+#define RC_DEF_HANDSHAKE_TIMEOUT_S 5
+/* Seconds a graceful shutdown may take to deliver queued events and close handshakes. */
+#define RC_DEF_DRAIN_TIMEOUT_S 5
+/* Listen backlog per worker socket. */
+#define RC_DEF_BACKLOG 4096
+/* Provided receive buffers per worker, and their size in bytes: 16 MiB of buffer per worker
+ * absorbs a burst from thousands of connections without falling back to re-arming recvs. */
+#define RC_DEF_RECV_BUFFERS     4096
+#define RC_DEF_RECV_BUFFER_SIZE 4096
+/* Submission queue entries per worker ring; completions are sized at 4x by the kernel default
+ * ratio we request. */
+#define RC_DEF_RING_ENTRIES 4096
+
+#endif
