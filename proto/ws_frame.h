@@ -98,7 +98,7 @@ struct ws_frame {
     bool msg_end;       /* data frames: last frame of a message (fin) */
     uint8_t *payload;
     size_t len;
-    uint16_t close_code;     /* close frames: the code, or WS_CLOSE_NO_STATUS when absent */
+    uint16_t close_code;      /* close frames: the code, or WS_CLOSE_NO_STATUS when absent */
     struct span close_reason; /* close frames: the reason (validated UTF-8) */
 };
 
@@ -113,7 +113,9 @@ void ws_parser_init(struct ws_parser *p, enum ws_role role, uint64_t max_message
  * before that; WS_ERROR with *err set on any rule broken. Enforces: RSV bits, opcodes, masking
  * by role, minimal lengths, control frame size and FIN, fragmentation sequencing with control
  * frames allowed between fragments, max_message over all fragments (checked from the header,
- * before the payload arrives), UTF-8 of text across fragments, close payload rules. */
+ * before the payload arrives), UTF-8 of text across fragments, close payload rules.
+ * Message state in *p changes only when a whole frame is returned. A frame whose total size
+ * would not fit the int return value is refused as WS_ERR_TOO_BIG. */
 int ws_frame_parse(struct ws_parser *p, uint8_t *buf, size_t len, struct ws_frame *f,
                    enum ws_err *err, size_t *need);
 
@@ -138,7 +140,9 @@ uint8_t *ws_frame_header_prepend(uint8_t *payload, uint8_t opcode, uint64_t len)
 void ws_mask(uint8_t *data, size_t len, const uint8_t key[4], size_t offset);
 
 /* Writes a close payload (code + reason) into out (at least WS_MAX_CONTROL_PAYLOAD bytes); the
- * reason is cut at a UTF-8 boundary to fit 123 bytes. Returns the payload length. */
+ * reason is cut at a UTF-8 boundary to fit 123 bytes. Returns the payload length.
+ * The reason is also cut before its first invalid UTF-8 byte, if any; code WS_CLOSE_NO_STATUS
+ * writes the empty payload (0), the wire form of "no status". */
 size_t ws_close_payload_write(uint8_t *out, uint16_t code, const char *reason, size_t reason_len);
 
 #endif
