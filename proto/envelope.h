@@ -26,10 +26,10 @@
 #define ENV_MAX_TOKENS 1024
 
 enum env_type {
-    ENV_REQUEST = 0,     /* {"type":"request",...}: see event */
-    ENV_PING,            /* {"type":"ping"} */
-    ENV_SUBSCRIBE,       /* {"type":"subscribe","channel":C} */
-    ENV_UNSUBSCRIBE,     /* {"type":"unsubscribe","channel":C} */
+    ENV_REQUEST = 0, /* {"type":"request",...}: see event */
+    ENV_PING,        /* {"type":"ping"} */
+    ENV_SUBSCRIBE,   /* {"type":"subscribe","channel":C} */
+    ENV_UNSUBSCRIBE, /* {"type":"unsubscribe","channel":C} */
 };
 
 /* Why a message is not a valid request. All of them are answered with INVALID_MESSAGE. */
@@ -43,25 +43,29 @@ enum env_err {
     ENV_ERR_DATA,        /* "data" present but not an object */
     ENV_ERR_ID,          /* "id"/"correlation_id" not a string or number */
     ENV_ERR_CHANNEL,     /* short subscribe/unsubscribe without a string "channel" */
+    ENV_ERR_SEQ,         /* env_msg_parse: "seq" present but not an unsigned 64-bit integer */
 };
 
 const char *env_err_str(enum env_err err);
 
 struct env_request {
     enum env_type type;
-    struct span event;   /* request: event name, string contents as sent (still escaped) */
-    struct span id;      /* raw JSON of id/correlation_id ("abc" with quotes, or 42); empty if absent */
-    struct span data;    /* raw JSON of the data object; empty if absent */
-    struct span channel; /* data.channel (requests) or channel (short forms): string contents as
-                          * sent, still escaped; base NULL when absent or not a string */
-    bool channel_escaped; /* channel holds a backslash: unescape with json_unescape */
+    struct span event; /* request: event name, string contents as sent (still escaped) */
+    struct span id; /* raw JSON of id/correlation_id ("abc" with quotes, or 42); empty if absent */
+    struct span data;      /* raw JSON of the data object; empty if absent */
+    struct span channel;   /* data.channel (requests) or channel (short forms): string contents as
+                            * sent, still escaped; base NULL when absent or not a string */
+    bool channel_escaped;  /* channel holds a backslash: unescape with json_unescape */
     struct span pub_event; /* data.event (publish): string contents as sent; base NULL if absent */
     struct span payload;   /* data.payload: raw JSON value, any type; base NULL if absent */
 };
 
 /* Parses a client message using the caller's token array. Returns ENV_OK and fills *req, or an
  * enum env_err. Field checks that depend on the event (publish needs a channel, ...) are the
- * caller's: it answers them with the right error code. */
+ * caller's: it answers them with the right error code. Unknown keys are ignored; when a key is
+ * repeated the last one wins (as with JSON.parse); when both "id" and "correlation_id" are
+ * sent, "id" wins. id, event and data are read only in the request form: the short forms have
+ * no id (req->id stays empty), so they are answered without correlation_id. */
 enum env_err env_request_parse(const char *json, size_t len, jsmntok_t *toks, unsigned ntoks,
                                struct env_request *req);
 
@@ -77,13 +81,16 @@ struct env_msg {
     bool has_seq;
 };
 
-/* Parses a server message (event, response, error, pong). Returns ENV_OK or an env_err. */
+/* Parses a server message (event, response, error, pong). Returns ENV_OK or an env_err: "type"
+ * must be a string; "event" (ENV_ERR_EVENT) and "room" (ENV_ERR_CHANNEL) strings when present,
+ * "correlation_id" a string or number (ENV_ERR_ID), "seq" an unsigned integer (ENV_ERR_SEQ).
+ * code is looked up only when type is "error". */
 enum env_err env_msg_parse(const char *json, size_t len, jsmntok_t *toks, unsigned ntoks,
                            struct env_msg *msg);
 
 /* Writes {"type":"event","event":E,"room":C,"data":DATA,"timestamp":T,"seq":N}. event and room
  * are JSON string contents already escaped (as parsed, or plain names); room is omitted when
- * room.base is NULL, seq when 0. data is raw JSON. */
+ * room.base is NULL, seq when 0. data is raw JSON; an empty data span is written as null. */
 void env_write_event(struct jw *w, struct span event, struct span room, struct span data,
                      int64_t unix_ms, uint64_t seq);
 

@@ -41,11 +41,12 @@ static inline struct span json_tok_span(const char *json, const jsmntok_t *t)
     return (struct span){json + t->start, (size_t)(t->end - t->start)};
 }
 
-/* Index of the token after token i and everything nested in it. */
+/* Index of the token after token i and everything nested in it (an object key owns its value,
+ * as in jsmn's layout, so skipping a key skips the member). At most ntoks. */
 int json_skip(const jsmntok_t *toks, int ntoks, int i);
 
 /* In the object at token obj, finds key (raw, unescaped keys only) and returns the index of its
- * value token, or -1. */
+ * value token, or -1. A repeated key yields its last value, as JSON.parse does. */
 int json_obj_get(const char *json, const jsmntok_t *toks, int ntoks, int obj, const char *key);
 
 /* Parses an unsigned decimal integer token. Returns false if it is not one or overflows. */
@@ -57,7 +58,7 @@ bool json_tok_u64(const char *json, const jsmntok_t *t, uint64_t *out);
 int json_unescape(const char *in, size_t len, char *out, size_t cap);
 
 /* Writes unix_ms as "2026-11-22T04:35:00.123Z" (JSON_TIMESTAMP_LEN characters, no NUL, no
- * quotes). */
+ * quotes). Clamped to 1970-01-01T00:00:00.000Z .. 9999-12-31T23:59:59.999Z. */
 void json_timestamp(char out[JSON_TIMESTAMP_LEN], int64_t unix_ms);
 
 /* A bounded writer. Appends never write past cap; once something did not fit, overflow is set
@@ -77,7 +78,8 @@ static inline void jw_span(struct jw *w, struct span s)
 {
     jw_raw(w, s.base, s.len);
 }
-/* Appends s as a quoted JSON string, escaping '"', '\\' and control characters (s is UTF-8). */
+/* Appends s as a quoted JSON string, escaping '"', '\\' and control characters (s is UTF-8;
+ * \b \f \n \r \t by name, other C0 controls as \u00XX, U+2028/U+2029 as \u2028/\u2029). */
 void jw_str(struct jw *w, const char *s, size_t n);
 void jw_u64(struct jw *w, uint64_t v);
 void jw_i64(struct jw *w, int64_t v);
