@@ -1,0 +1,507 @@
+/* config.c - ringcast-load's options: one table serves the command line and INI scenario
+ * files (the same names without the dashes), so a scenario can say anything a flag can. The
+ * scenario is applied first, then the flags, so flags override it. */
+#include <arpa/inet.h>
+#include <ctype.h>
+#include <errno.h>
+#include <ini.h>
+#include <math.h>
+#include <netdb.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "lg.h"
+
+/* Defaults, with why. */
+#define DEF_URL                "ws://127.0.0.1:8765/ws" /* the engine's default bind and port */
+#define DEF_CONNECTIONS        100
+#define DEF_RATE               100.0 /* publishes/s: the CI reference rate */
+#define DEF_WINDOW             8     /* closed loop: enough in flight to keep a fan-out busy */
+#define DEF_SIZE               128   /* bytes: a typical small event */
+#define DEF_DURATION_NS        10000000000ll
+#define DEF_WARMUP_NS          1000000000ll /* lets caches, TCP windows and the server settle */
+#define DEF_DRAIN_NS           2000000000ll /* stragglers later than this count as lost */
+#define DEF_CONNECT_TIMEOUT_NS 30000000000ll
+
+void lg_usage(FILE *f)
+{
+    fputs("usage: ringcast-load [options]\n"
+          "Measures per-recipient broadcast latency, loss, duplicates, order and payload\n"
+          "integrity of a ringcast-protocol WebSocket pub/sub server.\n\n"
+          "Scenario (also as keys of an INI file given with --scenario; flags override it):\n"
+          "  --url URL              ws://HOST:PORT/PATH (" DEF_URL ")\n"
+          "  --connections N        subscriber connections (100)\n"
+          "  --rooms R|a,b,c        R rooms named PREFIX0..PREFIX(R-1), or a list of names (1)\n"
+          "  --room-prefix S        prefix of generated room names (room-)\n"
+          "  --subs-per-conn S      rooms each subscriber joins: i*S .. i*S+S-1 mod R (1)\n"
+          "  --publishers P         publishing connections, separate from subscribers (1)\n"
+          "  --rate X               publishes/s in total, open loop; 0 = closed loop (100)\n"
+          "  --window W             closed loop: publishes in flight in total (8)\n"
+          "  --size B               payload bytes per publish (128)\n"
+          "  --duration D           measured period, after the warmup (10s)\n"
+          "  --warmup D             publishing before measuring; no latency recorded (1s)\n"
+          "  --drain D              wait for deliveries after the last publish (2s)\n"
+          "  --ramp N               connections opened per second; 0 = all at once (0)\n"
+          "  --threads T            worker threads, one io_uring each (1)\n"
+          "  --event NAME           event name of each publish (bench)\n"
+          "  --connect-timeout D    give up if setup takes longer (30s)\n"
+          "  --scenario FILE        INI file with any of these options\n"
+          "Output:\n"
+          "  --json FILE            every figure as JSON\n"
+          "  --html FILE            self-contained report with latency plots\n"
+          "  --quiet                no final table\n"
+          "  --progress|--no-progress  live line each second (default: when stderr is a tty)\n"
+          "  --server-pid PID       report the server's CPU time and RSS from /proc\n"
+          "Gates (exit 1 when one fails; durations take us, ms, s units):\n"
+          "  --max-p99 D            p99 latency at most D (e.g. 5ms)\n"
+          "  --max-p999 D           p99.9 latency at most D\n"
+          "  --max-loss N|X%        lost deliveries at most N (or X percent of expected)\n"
+          "  --min-deliveries-per-s N\n"
+          "  --baseline FILE.json   a previous --json run to compare with\n"
+          "  --max-regression X%    p99 and deliveries/s at most X% worse than the baseline (10%)\n"
+          "  --no-integrity-gate    do not fail on duplicates, reordering, corruption, misrouting\n"
+          "Exit status: 0 all gates held, 1 a gate failed, 2 usage or connection error.\n",
+          f);
+}
+
+int64_t lg_parse_duration(const char *s, int64_t default_unit_ns)
+{
+    char *end;
+    errno = 0;
+    double v = strtod(s, &end);
+    if (end == s || errno || v < 0 || !isfinite(v))
+        return -1;
+    double unit;
+    if (*end == 0)
+        unit = (double)default_unit_ns;
+    else if (!strcmp(end, "ns"))
+        unit = 1;
+    else if (!strcmp(end, "us"))
+        unit = 1e3;
+    else if (!strcmp(end, "ms"))
+        unit = 1e6;
+    else if (!strcmp(end, "s"))
+        unit = 1e9;
+    else if (!strcmp(end, "m"))
+        unit = 60e9;
+    else
+        return -1;
+    if (unit <= 0 || v * unit > 9e18)
+        return -1;
+    return (int64_t)llround(v * unit);
+}
+
+static int parse_uint(const char *s, unsigned max, unsigned *out)
+{
+    char *end;
+    errno = 0;
+    unsigned long v = strtoul(s, &end, 10);
+    if (end == s || *end || errno || v > max || *s == '-')
+        return -1;
+    *out = (unsigned)v;
+    return 0;
+}
+
+static int parse_double(const char *s, double *out)
+{
+    char *end;
+    errno = 0;
+    double v = strtod(s, &end);
+    if (end == s || *end || errno || !isfinite(v) || v < 0)
+        return -1;
+    *out = v;
+    return 0;
+}
+
+static void set_str(char *dst, size_t cap, const char *v)
+{
+    size_t n = strnlen(v, cap - 1);
+    memcpy(dst, v, n);
+    dst[n] = 0;
+}
+
+static int parse_url(struct lg_config *cfg, const char *url)
+{
+    set_str(cfg->url, sizeof(cfg->url), url);
+    if (strncmp(url, "ws://", 5) != 0) {
+        fprintf(stderr, "ringcast-load: --url must start with ws:// (wss is not supported)\n");
+        return -1;
+    }
+    const char *h = url + 5;
+    const char *slash = strchr(h, '/');
+    size_t hl = slash ? (size_t)(slash - h) : strlen(h);
+    char hostport[256];
+    if (hl == 0 || hl >= sizeof(hostport))
+        return -1;
+    memcpy(hostport, h, hl);
+    hostport[hl] = 0;
+    set_str(cfg->path, sizeof(cfg->path), slash ? slash : "/");
+    char *colon = strrchr(hostport, ':');
+    unsigned port = 80;
+    if (colon) {
+        *colon = 0;
+        if (parse_uint(colon + 1, 65535, &port) || port == 0)
+            return -1;
+    }
+    cfg->port = (uint16_t)port;
+    set_str(cfg->host, sizeof(cfg->host), hostport);
+    cfg->addr.sin_family = AF_INET;
+    cfg->addr.sin_port = htons(cfg->port);
+    if (inet_pton(AF_INET, hostport, &cfg->addr.sin_addr) == 1)
+        return 0;
+    struct addrinfo hints = {.ai_family = AF_INET, .ai_socktype = SOCK_STREAM}, *ai;
+    if (getaddrinfo(hostport, NULL, &hints, &ai) != 0) {
+        fprintf(stderr, "ringcast-load: cannot resolve %s\n", hostport);
+        return -1;
+    }
+    cfg->addr.sin_addr = ((struct sockaddr_in *)ai->ai_addr)->sin_addr;
+    freeaddrinfo(ai);
+    return 0;
+}
+
+static bool room_name_ok(const char *s, size_t n)
+{
+    if (n == 0 || n > 255)
+        return false;
+    for (size_t i = 0; i < n; i++)
+        if ((unsigned char)s[i] < 0x20 || s[i] == '"' || s[i] == '\\' || s[i] == 0x7f)
+            return false;
+    return true;
+}
+
+static void free_rooms(struct lg_config *cfg)
+{
+    for (unsigned i = 0; cfg->room_names && i < cfg->nrooms; i++)
+        free(cfg->room_names[i]);
+    free(cfg->room_names);
+    cfg->room_names = NULL;
+}
+
+/* --rooms: a count, or a comma-separated list of names. */
+static int parse_rooms(struct lg_config *cfg, const char *v)
+{
+    unsigned n;
+    free_rooms(cfg);
+    if (parse_uint(v, 1000000, &n) == 0) {
+        cfg->nrooms = n;
+        return n ? 0 : -1;
+    }
+    n = 1;
+    for (const char *p = v; *p; p++)
+        n += *p == ',';
+    cfg->room_names = calloc(n, sizeof(char *));
+    if (!cfg->room_names)
+        return -1;
+    cfg->nrooms = 0;
+    const char *p = v;
+    for (;;) {
+        const char *comma = strchr(p, ',');
+        size_t len = comma ? (size_t)(comma - p) : strlen(p);
+        while (len && isspace((unsigned char)*p))
+            p++, len--;
+        while (len && isspace((unsigned char)p[len - 1]))
+            len--;
+        if (!room_name_ok(p, len)) {
+            fprintf(stderr, "ringcast-load: bad room name in --rooms: \"%.*s\"\n", (int)len, p);
+            return -1;
+        }
+        cfg->room_names[cfg->nrooms++] = strndup(p, len);
+        if (!comma)
+            break;
+        p = comma + 1;
+    }
+    return 0;
+}
+
+static int parse_gate_duration(const char *name, const char *v, int64_t *out)
+{
+    /* A bare number is refused: "--max-p99 5" could mean 5 s or 5 ms, and a gate that is
+     * silently 1000x too loose is worse than an error. */
+    int64_t d = lg_parse_duration(v, 0);
+    if (d < 0) {
+        fprintf(stderr, "ringcast-load: --%s needs a duration with a unit (us, ms, s): %s\n", name,
+                v);
+        return -1;
+    }
+    *out = d;
+    return 0;
+}
+
+/* Applies one option by its long name. Returns 0, -1 (bad value: message printed), -2 unknown
+ * option, 1 for --help, 2 for --version. */
+static int apply(struct lg_config *cfg, const char *name, const char *v)
+{
+    int64_t d;
+    double x;
+#define NEED_V                                                                                     \
+    do {                                                                                           \
+        if (!v)                                                                                    \
+            goto missing;                                                                          \
+    } while (0)
+#define DUR(field)                                                                                 \
+    do {                                                                                           \
+        NEED_V;                                                                                    \
+        if ((d = lg_parse_duration(v, 1000000000)) < 0)                                            \
+            goto bad;                                                                              \
+        cfg->field = (uint64_t)d;                                                                  \
+    } while (0)
+#define UINT(field, max)                                                                           \
+    do {                                                                                           \
+        NEED_V;                                                                                    \
+        if (parse_uint(v, max, &cfg->field))                                                       \
+            goto bad;                                                                              \
+    } while (0)
+    if (!strcmp(name, "help"))
+        return 1;
+    if (!strcmp(name, "version"))
+        return 2;
+    if (!strcmp(name, "quiet"))
+        cfg->quiet = !v || strcmp(v, "false");
+    else if (!strcmp(name, "progress"))
+        cfg->progress = (!v || strcmp(v, "false")) ? 1 : 0;
+    else if (!strcmp(name, "no-progress"))
+        cfg->progress = 0;
+    else if (!strcmp(name, "no-integrity-gate"))
+        cfg->no_integrity_gate = !v || strcmp(v, "false");
+    else if (!strcmp(name, "url")) {
+        NEED_V;
+        if (parse_url(cfg, v))
+            goto bad;
+    } else if (!strcmp(name, "connections"))
+        UINT(connections, 10000000);
+    else if (!strcmp(name, "rooms")) {
+        NEED_V;
+        if (parse_rooms(cfg, v))
+            goto bad;
+    } else if (!strcmp(name, "room-prefix")) {
+        NEED_V;
+        if (!room_name_ok(v, strlen(v)) || strlen(v) > 40)
+            goto bad;
+        set_str(cfg->room_prefix, sizeof(cfg->room_prefix), v);
+    } else if (!strcmp(name, "subs-per-conn"))
+        UINT(subs_per_conn, 65535);
+    else if (!strcmp(name, "publishers"))
+        UINT(publishers, 100000);
+    else if (!strcmp(name, "rate")) {
+        NEED_V;
+        if (parse_double(v, &cfg->rate))
+            goto bad;
+    } else if (!strcmp(name, "window"))
+        UINT(window, 1000000);
+    else if (!strcmp(name, "size"))
+        UINT(size, 16u << 20);
+    else if (!strcmp(name, "duration"))
+        DUR(duration_ns);
+    else if (!strcmp(name, "warmup"))
+        DUR(warmup_ns);
+    else if (!strcmp(name, "drain"))
+        DUR(drain_ns);
+    else if (!strcmp(name, "connect-timeout"))
+        DUR(connect_timeout_ns);
+    else if (!strcmp(name, "ramp")) {
+        NEED_V;
+        if (parse_double(v, &cfg->ramp))
+            goto bad;
+    } else if (!strcmp(name, "threads"))
+        UINT(threads, 256);
+    else if (!strcmp(name, "event")) {
+        NEED_V;
+        if (!room_name_ok(v, strlen(v)) || strlen(v) >= sizeof(cfg->event_name))
+            goto bad;
+        set_str(cfg->event_name, sizeof(cfg->event_name), v);
+    } else if (!strcmp(name, "json")) {
+        NEED_V;
+        set_str(cfg->json_path, sizeof(cfg->json_path), v);
+    } else if (!strcmp(name, "html")) {
+        NEED_V;
+        set_str(cfg->html_path, sizeof(cfg->html_path), v);
+    } else if (!strcmp(name, "baseline")) {
+        NEED_V;
+        set_str(cfg->baseline_path, sizeof(cfg->baseline_path), v);
+    } else if (!strcmp(name, "server-pid")) {
+        unsigned pid;
+        NEED_V;
+        if (parse_uint(v, 1u << 30, &pid) || pid == 0)
+            goto bad;
+        cfg->server_pid = (int)pid;
+    } else if (!strcmp(name, "max-p99")) {
+        NEED_V;
+        if (parse_gate_duration(name, v, &cfg->max_p99_ns))
+            return -1;
+    } else if (!strcmp(name, "max-p999")) {
+        NEED_V;
+        if (parse_gate_duration(name, v, &cfg->max_p999_ns))
+            return -1;
+    } else if (!strcmp(name, "max-loss")) {
+        NEED_V;
+        char tmp[64];
+        set_str(tmp, sizeof(tmp), v);
+        size_t n = strlen(tmp);
+        cfg->loss_pct = n && tmp[n - 1] == '%';
+        if (cfg->loss_pct)
+            tmp[n - 1] = 0;
+        if (parse_double(tmp, &cfg->max_loss))
+            goto bad;
+    } else if (!strcmp(name, "min-deliveries-per-s")) {
+        NEED_V;
+        if (parse_double(v, &cfg->min_deliveries_per_s))
+            goto bad;
+    } else if (!strcmp(name, "max-regression")) {
+        NEED_V;
+        char tmp[64];
+        set_str(tmp, sizeof(tmp), v);
+        size_t n = strlen(tmp);
+        if (n && tmp[n - 1] == '%')
+            tmp[n - 1] = 0;
+        if (parse_double(tmp, &x))
+            goto bad;
+        cfg->max_regression = x / 100.0;
+    } else
+        return -2;
+    return 0;
+missing:
+    fprintf(stderr, "ringcast-load: --%s needs a value\n", name);
+    return -1;
+bad:
+    fprintf(stderr, "ringcast-load: bad value for --%s: %s\n", name, v);
+    return -1;
+#undef NEED_V
+#undef DUR
+#undef UINT
+}
+
+static bool takes_value(const char *name)
+{
+    static const char *const flags[] = {"help",        "version",           "quiet", "progress",
+                                        "no-progress", "no-integrity-gate", NULL};
+    for (int i = 0; flags[i]; i++)
+        if (!strcmp(name, flags[i]))
+            return false;
+    return true;
+}
+
+static int on_ini_line(void *user, const char *section, const char *name, const char *value)
+{
+    (void)section;
+    struct lg_config *cfg = user;
+    if (!strcmp(name, "scenario") || !strcmp(name, "help") || !strcmp(name, "version"))
+        return 0;
+    int r = apply(cfg, name, value);
+    if (r == -2)
+        fprintf(stderr, "ringcast-load: unknown key in scenario: %s\n", name);
+    return r == 0;
+}
+
+static void defaults(struct lg_config *cfg)
+{
+    memset(cfg, 0, sizeof(*cfg));
+    parse_url(cfg, DEF_URL);
+    cfg->connections = DEF_CONNECTIONS;
+    cfg->nrooms = 1;
+    set_str(cfg->room_prefix, sizeof(cfg->room_prefix), "room-");
+    cfg->subs_per_conn = 1;
+    cfg->publishers = 1;
+    cfg->rate = DEF_RATE;
+    cfg->window = DEF_WINDOW;
+    cfg->size = DEF_SIZE;
+    cfg->duration_ns = DEF_DURATION_NS;
+    cfg->warmup_ns = DEF_WARMUP_NS;
+    cfg->drain_ns = DEF_DRAIN_NS;
+    cfg->connect_timeout_ns = DEF_CONNECT_TIMEOUT_NS;
+    cfg->threads = 1;
+    set_str(cfg->event_name, sizeof(cfg->event_name), "bench");
+    cfg->progress = -1;
+    cfg->max_p99_ns = cfg->max_p999_ns = -1;
+    cfg->max_loss = -1;
+    cfg->min_deliveries_per_s = -1;
+    cfg->max_regression = 0.10;
+}
+
+int lg_config_parse(struct lg_config *cfg, int argc, char **argv)
+{
+    defaults(cfg);
+    /* The scenario first, wherever it is on the line, so that every flag overrides it. */
+    for (int i = 1; i < argc; i++) {
+        const char *file = NULL;
+        if (!strcmp(argv[i], "--scenario") && i + 1 < argc)
+            file = argv[i + 1];
+        else if (!strncmp(argv[i], "--scenario=", 11))
+            file = argv[i] + 11;
+        if (!file)
+            continue;
+        int r = ini_parse(file, on_ini_line, cfg);
+        if (r != 0) {
+            if (r < 0)
+                fprintf(stderr, "ringcast-load: cannot read scenario %s\n", file);
+            else
+                fprintf(stderr, "ringcast-load: %s:%d: bad line\n", file, r);
+            return LG_EXIT_USAGE;
+        }
+    }
+    for (int i = 1; i < argc; i++) {
+        char *a = argv[i];
+        if (strncmp(a, "--", 2) != 0) {
+            fprintf(stderr, "ringcast-load: unexpected argument: %s\n", a);
+            return LG_EXIT_USAGE;
+        }
+        char name[64];
+        const char *v = NULL;
+        char *eq = strchr(a + 2, '=');
+        size_t n = eq ? (size_t)(eq - a - 2) : strlen(a + 2);
+        if (n >= sizeof(name)) {
+            fprintf(stderr, "ringcast-load: unknown option: %s\n", a);
+            return LG_EXIT_USAGE;
+        }
+        memcpy(name, a + 2, n);
+        name[n] = 0;
+        if (eq)
+            v = eq + 1;
+        else if (takes_value(name)) {
+            if (i + 1 >= argc) {
+                fprintf(stderr, "ringcast-load: --%s needs a value\n", name);
+                return LG_EXIT_USAGE;
+            }
+            v = argv[++i];
+        }
+        if (!strcmp(name, "scenario"))
+            continue;
+        int r = apply(cfg, name, v);
+        if (r == 1) {
+            lg_usage(stdout);
+            return 3;
+        }
+        if (r == 2) {
+            printf("ringcast-load %s\n", LG_VERSION);
+            return 3;
+        }
+        if (r == -2) {
+            fprintf(stderr, "ringcast-load: unknown option: %s (see --help)\n", a);
+            return LG_EXIT_USAGE;
+        }
+        if (r < 0)
+            return LG_EXIT_USAGE;
+    }
+    /* Consistency. */
+    if (cfg->subs_per_conn == 0 || cfg->subs_per_conn > cfg->nrooms) {
+        fprintf(stderr, "ringcast-load: --subs-per-conn must be 1..rooms (%u)\n", cfg->nrooms);
+        return LG_EXIT_USAGE;
+    }
+    if (cfg->rate == 0 && cfg->publishers && cfg->window == 0) {
+        fprintf(stderr, "ringcast-load: closed loop (--rate 0) needs --window >= 1\n");
+        return LG_EXIT_USAGE;
+    }
+    if (cfg->threads == 0)
+        cfg->threads = 1;
+    if (!cfg->room_names) {
+        cfg->room_names = calloc(cfg->nrooms, sizeof(char *));
+        if (!cfg->room_names)
+            return LG_EXIT_USAGE;
+        for (unsigned i = 0; i < cfg->nrooms; i++) {
+            char buf[80];
+            snprintf(buf, sizeof(buf), "%s%u", cfg->room_prefix, i);
+            cfg->room_names[i] = strdup(buf);
+        }
+    }
+    return 0;
+}

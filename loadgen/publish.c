@@ -1,0 +1,175 @@
+/* publish.c - the publishers: when to publish (open loop on a fixed schedule, or closed loop
+ * with a window of publishes in flight), what a publish frame holds, and the closed loop's
+ * completion counting.
+ *
+ * Open loop: publish number n (0, 1, 2, ... over all publishers) is due at
+ * t_start + n / rate, and publisher j sends the n with n % publishers == j. A publisher that
+ * falls behind sends what is due in a burst (capped per loop turn so receiving never starves):
+ * the corrected latency, taken from the intended time, shows what the delay cost.
+ *
+ * Closed loop: each publisher keeps its share of --window publishes in flight; one is done when
+ * every subscriber of its room got it (receivers, on any worker, count down its slot), or when
+ * it has been outstanding longer than --drain (then it is abandoned: the missing deliveries are
+ * reported as lost at the end).
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "proto/json.h"
+
+#include "conn.h"
+#include "payload.h"
+
+/* Most publishes one publisher sends in one loop turn when catching up. */
+#define LG_MAX_BURST 256
+/* A publish frame: the envelope around the payload. */
+#define LG_ENVELOPE_OVERHEAD 512
+
+static uint64_t intended_ns(const struct lg_run *run, const struct lg_publisher *pub, uint64_t k)
+{
+    double n = (double)k * run->cfg.publishers + pub->idx;
+    return run->t_start + (uint64_t)(n * 1e9 / run->cfg.rate);
+}
+
+static void send_publish(struct lg_worker *w, struct lg_publisher *pub, uint64_t intended)
+{
+    struct lg_run *run = w->run;
+    const struct lg_config *cfg = &run->cfg;
+    unsigned r = pub->rooms[pub->k % pub->nrooms];
+    struct lg_room *room = &run->rooms[r];
+    uint64_t now = lg_now_ns();
+    struct lg_payload pl = {
+        .q = atomic_fetch_add_explicit(&room->seq, 1, memory_order_relaxed) + 1,
+        .p = pub->idx,
+        .k = pub->k + 1,
+        .t = now,
+        .i = intended,
+    };
+    uint32_t subs = atomic_load_explicit(&room->subs, memory_order_relaxed);
+    if (cfg->rate == 0) {
+        struct lg_pubslot *slot = &pub->slots[pl.k % LG_MAX_WINDOW];
+        /* remaining before k: a receiver only counts down a slot whose k matches. */
+        atomic_store_explicit(&slot->remaining, (int32_t)subs, memory_order_relaxed);
+        slot->sent_ns = now;
+        atomic_store_explicit(&slot->k, pl.k, memory_order_release);
+        if (subs == 0)
+            atomic_fetch_add_explicit(&pub->completed, 1, memory_order_relaxed);
+    }
+    pub->k++;
+
+    char buf[LG_ENVELOPE_OVERHEAD + 4096];
+    char *heap = NULL, *out = buf;
+    size_t cap = sizeof(buf);
+    if (cfg->size + LG_ENVELOPE_OVERHEAD > cap) {
+        cap = cfg->size + LG_ENVELOPE_OVERHEAD + LG_PAYLOAD_MAX_FIXED;
+        out = heap = malloc(cap);
+        if (!out)
+            return;
+    }
+    struct jw jw;
+    jw_init(&jw, out, cap);
+    jw_lit(&jw, "{\"type\":\"request\",\"event\":\"publish\",\"data\":{\"channel\":");
+    jw_str(&jw, room->name, room->len);
+    jw_lit(&jw, ",\"event\":");
+    jw_str(&jw, cfg->event_name, strlen(cfg->event_name));
+    jw_lit(&jw, ",\"payload\":");
+    if (!jw.overflow) {
+        size_t n = lg_payload_write(out + jw.len, cap - jw.len, &pl, cfg->size);
+        jw.len += n;
+        jw.overflow = n == 0;
+    }
+    jw_lit(&jw, "},\"id\":");
+    jw_u64(&jw, pl.k);
+    jw_lit(&jw, "}");
+    if (!jw.overflow)
+        lg_conn_queue_frame(w, pub->conn, WS_OP_TEXT, out, jw.len);
+    free(heap);
+
+    w->st.pub_sent++;
+    w->st.expected += subs;
+    if (intended >= run->warm_end)
+        w->st.pub_sent_measured++;
+    if (cfg->rate > 0)
+        hist_record(&w->lag, now > intended ? now - intended : 0);
+}
+
+/* Closed loop: gives up on the oldest outstanding publish once it is older than --drain. */
+static void reap(struct lg_worker *w, struct lg_publisher *pub, uint64_t now)
+{
+    while (pub->scan_from < pub->k) {
+        struct lg_pubslot *slot = &pub->slots[(pub->scan_from + 1) % LG_MAX_WINDOW];
+        if (atomic_load_explicit(&slot->remaining, memory_order_relaxed) > 0) {
+            if (now - slot->sent_ns < w->run->cfg.drain_ns)
+                return;
+            if (atomic_exchange(&slot->remaining, INT32_MIN / 2) > 0)
+                pub->abandoned++;
+        }
+        pub->scan_from++;
+    }
+}
+
+uint64_t lg_publish_tick(struct lg_worker *w, uint64_t now)
+{
+    struct lg_run *run = w->run;
+    uint64_t next = UINT64_MAX;
+    for (unsigned i = 0; i < w->npubs; i++) {
+        struct lg_publisher *pub = w->pubs[i];
+        if (pub->conn->state != CS_READY)
+            continue;
+        if (run->cfg.rate > 0) {
+            unsigned burst = 0;
+            uint64_t due;
+            while ((due = intended_ns(run, pub, pub->k)) <= now && due < run->pub_end &&
+                   burst < LG_MAX_BURST) {
+                send_publish(w, pub, due);
+                burst++;
+            }
+            if (burst == LG_MAX_BURST)
+                next = now;
+            else if (due < run->pub_end && due < next)
+                next = due;
+        } else {
+            reap(w, pub, now);
+            if (now >= run->pub_end)
+                continue;
+            uint64_t done = atomic_load_explicit(&pub->completed, memory_order_acquire);
+            while (pub->k - done - pub->abandoned < pub->window)
+                send_publish(w, pub, now);
+        }
+    }
+    return next;
+}
+
+void lg_publish_delivered(struct lg_worker *w, uint64_t p, uint64_t k)
+{
+    struct lg_run *run = w->run;
+    struct lg_publisher *pub = &run->pubs[p];
+    struct lg_pubslot *slot = &pub->slots[k % LG_MAX_WINDOW];
+    if (atomic_load_explicit(&slot->k, memory_order_acquire) != k)
+        return;
+    if (atomic_fetch_sub_explicit(&slot->remaining, 1, memory_order_acq_rel) == 1) {
+        atomic_fetch_add_explicit(&pub->completed, 1, memory_order_release);
+        if (pub->worker != w->id)
+            lg_conn_wake(w, run->ring_fds[pub->worker]);
+    }
+}
+
+void lg_publish_answered(struct lg_worker *w, struct lg_conn *c, uint64_t k, bool ok)
+{
+    struct lg_publisher *pub = c->pub;
+    if (!pub || k == 0 || k > pub->k)
+        return;
+    if (ok) {
+        w->st.pub_acked++;
+        return;
+    }
+    /* Refused (rate limited, ...): nobody will get it, so nobody should have expected it. */
+    w->st.pub_errors++;
+    struct lg_room *room = &w->run->rooms[pub->rooms[(k - 1) % pub->nrooms]];
+    w->st.expected -= atomic_load_explicit(&room->subs, memory_order_relaxed);
+    if (w->run->cfg.rate == 0) {
+        struct lg_pubslot *slot = &pub->slots[k % LG_MAX_WINDOW];
+        if (atomic_load(&slot->k) == k && atomic_exchange(&slot->remaining, INT32_MIN / 2) > 0)
+            pub->abandoned++;
+    }
+}

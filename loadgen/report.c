@@ -1,0 +1,223 @@
+/* report.c - the final table (for people) and the JSON report (for bench/run, CI and
+ * --baseline). Every figure in the table is in the JSON; docs/loadgen.md says what each means. */
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "report.h"
+
+static const struct {
+    const char *key;
+    double p;
+} pcts[] = {{"p50", 50}, {"p90", 90}, {"p99", 99}, {"p999", 99.9}, {"p9999", 99.99}};
+
+/* How many deliveries one core of ringcast-load absorbs at this cost: its capacity, whatever the
+ * server managed to produce in this run. */
+static double deliveries_per_cpu_s(const struct lg_result *res)
+{
+    double cpu_s = res->cpu_pct * res->measured_s / 100.0;
+    return cpu_s > 0 ? (double)res->st.delivered_measured / cpu_s : 0;
+}
+
+static void fmt_us(char *out, size_t cap, double us)
+{
+    if (us >= 1e6)
+        snprintf(out, cap, "%.3f s", us / 1e6);
+    else if (us >= 1e3)
+        snprintf(out, cap, "%.3f ms", us / 1e3);
+    else
+        snprintf(out, cap, "%.1f us", us);
+}
+
+static void table_latency(FILE *f, const char *label, const struct hist *h)
+{
+    char b[6][32];
+    for (int i = 0; i < 5; i++)
+        fmt_us(b[i], sizeof(b[i]), (double)hist_percentile(h, pcts[i].p) / 1e3);
+    fmt_us(b[5], sizeof(b[5]), (double)h->max / 1e3);
+    fprintf(f, "  %-22s p50 %s  p90 %s  p99 %s  p99.9 %s  p99.99 %s  max %s\n", label, b[0], b[1],
+            b[2], b[3], b[4], h->count ? b[5] : "-");
+}
+
+void lg_report_table(FILE *f, const struct lg_run *run, const struct lg_result *res)
+{
+    const struct lg_config *cfg = &run->cfg;
+    const struct lg_stats *s = &res->st;
+    fprintf(f, "\nringcast-load %s  %s\n", LG_VERSION, cfg->url);
+    fprintf(f, "  scenario               %u subscribers, %u rooms, %u subs/conn, %u publishers, ",
+            cfg->connections, cfg->nrooms, cfg->subs_per_conn, cfg->publishers);
+    if (cfg->rate > 0)
+        fprintf(f, "%.0f publishes/s", cfg->rate);
+    else
+        fprintf(f, "closed loop, window %u", cfg->window);
+    fprintf(f, ", %u B, %.1fs + %.1fs warmup, %u threads\n", cfg->size,
+            (double)cfg->duration_ns / 1e9, (double)cfg->warmup_ns / 1e9, cfg->threads);
+    fprintf(f,
+            "  connections            %" PRIu64 " established, %" PRIu64 " failed, %.0f/s, "
+            "p99 %.2f ms\n",
+            s->conn_established, s->conn_failed, res->connect_rate,
+            (double)hist_percentile(&res->connect, 99) / 1e6);
+    fprintf(f,
+            "  publishes              %" PRIu64 " sent, %" PRIu64 " acked, %" PRIu64
+            " refused, %.1f/s%s\n",
+            s->pub_sent, s->pub_acked, s->pub_errors, res->publishes_per_s,
+            res->behind_schedule ? "  BEHIND SCHEDULE" : "");
+    fprintf(f,
+            "  deliveries             %" PRIu64 " expected, %" PRIu64 " delivered, %.0f/s "
+            "(measured %.1fs)\n",
+            s->expected, s->delivered, res->deliveries_per_s, res->measured_s);
+    fprintf(f,
+            "  checks                 lost %" PRIu64 "  duplicate %" PRIu64
+            "  out_of_order %" PRIu64 "  corrupt %" PRIu64 "  misrouted %" PRIu64 "  late %" PRIu64
+            "  disconnects %" PRIu64 "\n",
+            res->lost, s->duplicate, s->out_of_order, s->corrupt, s->misrouted, s->late,
+            s->disconnects);
+    fprintf(f, "  latency (%" PRIu64 " samples)\n", res->lat.count);
+    table_latency(f, "send -> receive", &res->lat);
+    table_latency(f, "intended -> receive", &res->lat_corr);
+    fprintf(f,
+            "  loadgen                cpu %.0f%% (busiest thread %.0f%%), %.0f deliveries per "
+            "cpu-second%s\n",
+            res->cpu_pct, res->max_thread_pct, deliveries_per_cpu_s(res),
+            res->saturated ? "  SATURATED" : "");
+    if (res->server)
+        fprintf(f,
+                "  server                 cpu %.2f s, rss %ld kB (%.0f B/conn), "
+                "%.1f cpu-us per 1000 deliveries\n",
+                res->server_cpu_s, res->server_rss_kb, res->server_rss_per_conn,
+                res->server_cpu_us_per_1000);
+    for (unsigned i = 0; i < res->ngates; i++) {
+        const struct lg_gate *g = &res->gates[i];
+        fprintf(f, "  gate %-28s %s  %.6g %s (limit %s %.6g)\n", g->name, g->ok ? "ok  " : "FAIL",
+                g->value, g->unit, g->at_least ? ">=" : "<=", g->limit);
+    }
+    fprintf(f, "  verdict                %s\n", res->ok ? "PASS" : "FAIL");
+}
+
+static void json_str(FILE *f, const char *s)
+{
+    fputc('"', f);
+    for (; *s; s++) {
+        unsigned char c = (unsigned char)*s;
+        if (c == '"' || c == '\\')
+            fprintf(f, "\\%c", c);
+        else if (c < 0x20)
+            fprintf(f, "\\u%04x", c);
+        else
+            fputc(c, f);
+    }
+    fputc('"', f);
+}
+
+/* JSON has no NaN or infinity: they become null. */
+static void json_num(FILE *f, double v)
+{
+    if (v != v || v > 1e300 || v < -1e300)
+        fputs("null", f);
+    else
+        fprintf(f, "%.6g", v);
+}
+
+static void json_lat(FILE *f, const struct hist *h)
+{
+    fputc('{', f);
+    for (int i = 0; i < 5; i++) {
+        fprintf(f, "\"%s\":", pcts[i].key);
+        json_num(f, (double)hist_percentile(h, pcts[i].p) / 1e3);
+        fputc(',', f);
+    }
+    fputs("\"max\":", f);
+    json_num(f, h->count ? (double)h->max / 1e3 : 0);
+    fputs(",\"mean\":", f);
+    json_num(f, hist_mean(h) / 1e3);
+    fprintf(f, ",\"count\":%" PRIu64 "}", h->count);
+}
+
+int lg_report_json(const char *path, const struct lg_run *run, const struct lg_result *res)
+{
+    const struct lg_config *cfg = &run->cfg;
+    const struct lg_stats *s = &res->st;
+    FILE *f = fopen(path, "w");
+    if (!f)
+        return -errno;
+    fprintf(f, "{\"tool\":\"ringcast-load\",\"version\":\"%s\",\"ok\":%s,\n", LG_VERSION,
+            res->ok ? "true" : "false");
+    fputs(" \"scenario\":{\"url\":", f);
+    json_str(f, cfg->url);
+    fprintf(f, ",\"connections\":%u,\"rooms\":%u,\"subs_per_conn\":%u,\"publishers\":%u,\"rate\":",
+            cfg->connections, cfg->nrooms, cfg->subs_per_conn, cfg->publishers);
+    json_num(f, cfg->rate);
+    fprintf(f, ",\"window\":%u,\"size\":%u,\"duration_s\":", cfg->window, cfg->size);
+    json_num(f, (double)cfg->duration_ns / 1e9);
+    fputs(",\"warmup_s\":", f);
+    json_num(f, (double)cfg->warmup_ns / 1e9);
+    fputs(",\"drain_s\":", f);
+    json_num(f, (double)cfg->drain_ns / 1e9);
+    fprintf(f, ",\"threads\":%u},\n", cfg->threads);
+    fprintf(f,
+            " \"connect\":{\"attempted\":%" PRIu64 ",\"established\":%" PRIu64
+            ",\"failed\":%" PRIu64 ",\"disconnects\":%" PRIu64 ",\"rate_per_s\":",
+            s->conn_attempted, s->conn_established, s->conn_failed, s->disconnects);
+    json_num(f, res->connect_rate);
+    fputs(",\"ms\":{\"p50\":", f);
+    json_num(f, (double)hist_percentile(&res->connect, 50) / 1e6);
+    fputs(",\"p99\":", f);
+    json_num(f, (double)hist_percentile(&res->connect, 99) / 1e6);
+    fputs(",\"max\":", f);
+    json_num(f, res->connect.count ? (double)res->connect.max / 1e6 : 0);
+    fputs("}},\n", f);
+    fprintf(f,
+            " \"deliveries\":{\"expected\":%" PRIu64 ",\"delivered\":%" PRIu64 ",\"lost\":%" PRIu64
+            ",\"duplicate\":%" PRIu64 ",\"out_of_order\":%" PRIu64 ",\"corrupt\":%" PRIu64
+            ",\"misrouted\":%" PRIu64 ",\"late\":%" PRIu64 ",\"foreign\":%" PRIu64
+            ",\"measured\":%" PRIu64 ",\"per_s\":",
+            s->expected, s->delivered, res->lost, s->duplicate, s->out_of_order, s->corrupt,
+            s->misrouted, s->late, s->foreign, s->delivered_measured);
+    json_num(f, res->deliveries_per_s);
+    fputs("},\n", f);
+    fprintf(f,
+            " \"publishes\":{\"sent\":%" PRIu64 ",\"acked\":%" PRIu64 ",\"refused\":%" PRIu64
+            ",\"abandoned\":%" PRIu64 ",\"scheduled\":%" PRIu64 ",\"per_s\":",
+            s->pub_sent, s->pub_acked, s->pub_errors, res->abandoned, res->scheduled);
+    json_num(f, res->publishes_per_s);
+    fputs(",\"lag_ms\":{\"p50\":", f);
+    json_num(f, (double)hist_percentile(&res->lag, 50) / 1e6);
+    fputs(",\"p99\":", f);
+    json_num(f, (double)hist_percentile(&res->lag, 99) / 1e6);
+    fputs(",\"max\":", f);
+    json_num(f, res->lag.count ? (double)res->lag.max / 1e6 : 0);
+    fprintf(f, "},\"behind_schedule\":%s},\n", res->behind_schedule ? "true" : "false");
+    fputs(" \"latency_us\":", f);
+    json_lat(f, &res->lat);
+    fputs(",\n \"latency_corrected_us\":", f);
+    json_lat(f, &res->lat_corr);
+    fputs(",\n \"loadgen\":{\"cpu_pct\":", f);
+    json_num(f, res->cpu_pct);
+    fputs(",\"deliveries_per_cpu_s\":", f);
+    json_num(f, deliveries_per_cpu_s(res));
+    fputs(",\"max_thread_cpu_pct\":", f);
+    json_num(f, res->max_thread_pct);
+    fprintf(f, ",\"threads\":%u,\"saturated\":%s,\"errors\":%" PRIu64 "},\n", cfg->threads,
+            res->saturated ? "true" : "false", s->errors);
+    if (res->server) {
+        fprintf(f, " \"server\":{\"pid\":%d,\"cpu_s\":", cfg->server_pid);
+        json_num(f, res->server_cpu_s);
+        fprintf(f, ",\"rss_kb\":%ld,\"rss_bytes_per_conn\":", res->server_rss_kb);
+        json_num(f, res->server_rss_per_conn);
+        fputs(",\"cpu_us_per_1000_deliveries\":", f);
+        json_num(f, res->server_cpu_us_per_1000);
+        fputs("},\n", f);
+    }
+    fputs(" \"gates\":[", f);
+    for (unsigned i = 0; i < res->ngates; i++) {
+        const struct lg_gate *g = &res->gates[i];
+        fprintf(f, "%s{\"name\":\"%s\",\"limit\":", i ? "," : "", g->name);
+        json_num(f, g->limit);
+        fputs(",\"value\":", f);
+        json_num(f, g->value);
+        fprintf(f, ",\"unit\":\"%s\",\"ok\":%s}", g->unit, g->ok ? "true" : "false");
+    }
+    fputs("]}\n", f);
+    return fclose(f) ? -errno : 0;
+}

@@ -1,0 +1,220 @@
+#!/usr/bin/python3
+"""A deliberately faulty ringcast-protocol server, for testing ringcast-load.
+
+It speaks the protocol of docs/protocol.md (session.created, subscribe/unsubscribe/ping/publish
+in request and short forms, per-room seq, publish responses) and, with --fault, breaks exactly
+--count subscriber deliveries in one way, so a test can check that ringcast-load reports each
+fault with the exact count:
+
+  drop       the delivery is not sent                      -> lost += 1
+  duplicate  the delivery is sent twice                    -> duplicate += 1
+  reorder    the delivery is held back and sent right after the next one to the same
+             subscriber                                    -> out_of_order += 1
+  misroute   an extra copy goes to a connection that is not subscribed to the room
+                                                           -> misrouted += 1
+  corrupt    one padding byte of the payload is changed    -> corrupt += 1
+
+Faulted deliveries are number --start, --start + --every, ... (counting every delivery to a
+subscriber from 0). Deliveries to one connection are queued and written by one task per
+connection, so a connection sees events in seq order unless a fault says otherwise.
+
+--layout ringcast writes events exactly as ringcast does (the load generator's fast path);
+--layout spaced uses json.dumps's default separators (its fallback parser).
+"""
+import argparse
+import asyncio
+import itertools
+import json
+import signal
+import sys
+import time
+
+import websockets
+
+
+def ts():
+    t = time.time()
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(t)) + ".%03dZ" % (int(t * 1000) % 1000)
+
+
+class Server:
+    def __init__(self, args):
+        self.args = args
+        self.rooms = {}  # name -> list of Conn (subscription order)
+        self.seq = {}
+        self.conns = []
+        self.delivery = 0
+        self.applied = 0
+        self.ids = itertools.count(1)
+        self.sep = (",", ":") if args.layout == "ringcast" else (", ", ": ")
+
+    def dumps(self, obj):
+        return json.dumps(obj, separators=self.sep)
+
+    def faulted(self):
+        """True when the current delivery is one of those to break."""
+        a = self.args
+        d = self.delivery
+        self.delivery += 1
+        if a.fault == "none" or self.applied >= a.count or d < a.start:
+            return False
+        if (d - a.start) % a.every:
+            return False
+        self.applied += 1
+        return True
+
+    def event_text(self, room, event, payload_raw, seq):
+        if self.args.layout == "ringcast":
+            return ('{"type":"event","event":%s,"room":%s,"data":%s,"timestamp":"%s","seq":%d}'
+                    % (json.dumps(event), json.dumps(room), payload_raw, ts(), seq))
+        return ('{"type": "event", "event": %s, "room": %s, "data": %s, "timestamp": "%s", '
+                '"seq": %d}' % (json.dumps(event), json.dumps(room), payload_raw, ts(), seq))
+
+    def publish(self, conn, room, event, payload):
+        self.seq[room] = self.seq.get(room, 0) + 1
+        seq = self.seq[room]
+        raw = json.dumps(payload, separators=(",", ":"))
+        text = self.event_text(room, event, raw, seq)
+        subs = self.rooms.get(room, [])
+        for sub in subs:
+            if not self.faulted():
+                sub.push(text)
+                continue
+            f = self.args.fault
+            if f == "drop":
+                continue
+            if f == "duplicate":
+                sub.push(text)
+                sub.push(text)
+            elif f == "reorder":
+                sub.hold(text)
+            elif f == "misroute":
+                sub.push(text)
+                others = [c for c in self.conns if room not in c.rooms and c.rooms]
+                others = others or [c for c in self.conns if room not in c.rooms]
+                if others:
+                    others[0].push(text)
+            elif f == "corrupt":
+                i = text.index('"x":"') + 6
+                sub.push(text[:i] + "#" + text[i + 1:])
+        return seq, len(subs)
+
+
+class Conn:
+    def __init__(self, ws):
+        self.ws = ws
+        self.rooms = set()
+        self.queue = asyncio.Queue()
+        self.held = None
+
+    def push(self, text):
+        self.queue.put_nowait(text)
+        if self.held is not None:
+            self.queue.put_nowait(self.held)
+            self.held = None
+
+    def hold(self, text):
+        if self.held is not None:  # never hold two: release the older one first
+            self.queue.put_nowait(self.held)
+        self.held = text
+
+    async def writer(self):
+        while True:
+            text = await self.queue.get()
+            await self.ws.send(text)
+
+
+async def handle(server, ws, path=None):
+    conn = Conn(ws)
+    server.conns.append(conn)
+    writer = asyncio.ensure_future(conn.writer())
+    conn.push(server.dumps({"type": "event", "event": "session.created",
+                            "data": {"connection_id": "c%d" % next(server.ids),
+                                     "server": "faulty", "heartbeat_s": 25,
+                                     "max_message_bytes": 65536},
+                            "timestamp": ts()}))
+    try:
+        async for msg in ws:
+            try:
+                m = json.loads(msg)
+            except ValueError:
+                conn.push(server.dumps({"type": "error", "event": "error",
+                                        "data": {"code": "INVALID_MESSAGE", "message": "bad"},
+                                        "timestamp": ts()}))
+                continue
+            typ = m.get("type")
+            data = m.get("data") or {}
+            cid = m.get("id", m.get("correlation_id"))
+            if typ in ("subscribe", "unsubscribe"):
+                event, channel = typ, m.get("channel")
+            elif typ == "ping":
+                conn.push('{"type":"pong"}')
+                continue
+            elif typ == "request":
+                event, channel = m.get("event"), data.get("channel")
+            else:
+                continue
+            resp = {"type": "response", "event": event}
+            if event == "subscribe":
+                if channel not in conn.rooms:
+                    conn.rooms.add(channel)
+                    server.rooms.setdefault(channel, []).append(conn)
+                resp["data"] = {"status": "subscribed", "channel": channel}
+            elif event == "unsubscribe":
+                if channel in conn.rooms:
+                    conn.rooms.discard(channel)
+                    server.rooms[channel].remove(conn)
+                resp["data"] = {"status": "unsubscribed", "channel": channel}
+            elif event == "ping":
+                resp["event"] = "pong"
+                resp["data"] = {}
+            elif event == "publish":
+                seq, n = server.publish(conn, channel, data.get("event", "message"),
+                                        data.get("payload"))
+                resp["data"] = {"status": "published", "channel": channel, "seq": seq,
+                                "subscribers": n}
+            else:
+                resp = {"type": "error", "event": "error",
+                        "data": {"code": "UNKNOWN_REQUEST", "message": "unknown"}}
+            if cid is not None:
+                resp["correlation_id"] = cid
+            resp["timestamp"] = ts()
+            conn.push(server.dumps(resp))
+    except websockets.ConnectionClosed:
+        pass
+    finally:
+        for r in conn.rooms:
+            server.rooms[r].remove(conn)
+        server.conns.remove(conn)
+        # let queued messages go out before the writer stops
+        while not conn.queue.empty() and ws.open:
+            await asyncio.sleep(0.01)
+        writer.cancel()
+
+
+async def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--port", type=int, default=0)
+    ap.add_argument("--fault", default="none",
+                    choices=["none", "drop", "duplicate", "reorder", "misroute", "corrupt"])
+    ap.add_argument("--count", type=int, default=5)
+    ap.add_argument("--start", type=int, default=50)
+    ap.add_argument("--every", type=int, default=37)
+    ap.add_argument("--layout", default="ringcast", choices=["ringcast", "spaced"])
+    args = ap.parse_args()
+    server = Server(args)
+    stop = asyncio.get_running_loop().create_future()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        asyncio.get_running_loop().add_signal_handler(sig, stop.set_result, None)
+    async with websockets.serve(lambda ws, path=None: handle(server, ws, path), "127.0.0.1",
+                                args.port, ping_interval=None, max_size=1 << 24,
+                                compression=None) as srv:
+        port = srv.sockets[0].getsockname()[1]
+        print("faulty_server listening on 127.0.0.1:%d" % port, file=sys.stderr, flush=True)
+        await stop
+        print("faulty_server: %d deliveries, %d faults applied" % (server.delivery, server.applied),
+              file=sys.stderr, flush=True)
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
