@@ -1,0 +1,73 @@
+/* broadcast.h - rooms across workers: subscribe, unsubscribe, publish, encode once, fan out.
+ *
+ * The home worker of a room (room_home) is the only one that sequences its events. A publish
+ * anywhere becomes, on the home, one seq and one encoded frame; the home then passes a
+ * reference to that frame to every worker with subscribers (IORING_OP_MSG_RING, the frame
+ * pointer as the CQE's user_data) and each of them queues the same frame on its local
+ * subscribers. No worker re-encodes, no subscriber gets a copy.
+ *
+ * Ordering: a client that got "subscribed" receives every event published after that
+ * response was sent. On the home this is immediate. On another worker the first local
+ * subscriber of a room makes the worker tell the home (a COUNT message asking for an ack) and
+ * the "subscribed" response waits for the ack: the home adds the worker to the room's mask
+ * before it acks, and MSG_RING delivers a worker's messages to another in order, so every event
+ * sequenced after the ack reaches the worker after it. Later subscribers on that worker are
+ * answered at once. With one worker all of this is direct calls.
+ *
+ * Cross-worker messages are struct xmsg, allocated by the sender and freed (or sent back as
+ * the reply) by the receiver.
+ */
+#ifndef RINGCAST_ENGINE_BROADCAST_H
+#define RINGCAST_ENGINE_BROADCAST_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "proto/span.h"
+
+struct conn;
+struct frame;
+struct worker;
+
+enum xmsg_type {
+    XM_COUNT,    /* to the home: worker `from` now has `count` subscribers of room */
+    XM_JOIN_ACK, /* from the home: the COUNT that asked for an ack has been applied */
+    XM_PUBLISH,  /* to the home: publish event/payload to room for connection (slot, serial) */
+    XM_PUB_ACK,  /* from the home: the publish got seq and reached subscribers */
+};
+
+struct xmsg {
+    uint8_t type;
+    uint8_t from; /* sending worker */
+    bool want_ack;
+    uint32_t count;
+    uint32_t room_hash;
+    uint32_t slot; /* publisher connection */
+    uint64_t serial;
+    uint64_t seq;
+    uint64_t subscribers;
+    uint16_t room_len;
+    uint32_t event_len, payload_len, id_len;
+    char data[]; /* room (unescaped), event (escaped), payload (raw JSON), id (raw JSON) */
+};
+
+/* Subscribes c to the room named name (unescaped, validated). Answers the client itself. */
+void bc_subscribe(struct conn *c, struct span name, struct span id);
+/* Unsubscribes c (answers "unsubscribed" whether or not it was subscribed). */
+void bc_unsubscribe(struct conn *c, struct span name, struct span id);
+/* Publishes: event is escaped string contents, payload raw JSON (empty for null). Answers the
+ * client with the publish response, or TOO_LARGE when the event would exceed
+ * max_message_bytes. */
+void bc_publish(struct conn *c, struct span name, struct span event, struct span payload,
+                struct span id);
+/* Removes c from every room (it is closing). */
+void bc_leave_all(struct conn *c);
+
+/* A cross-worker message arrived (res >= 0) or our MSG_RING carrying it failed (res < 0). */
+void bc_on_xmsg(struct worker *w, struct xmsg *m, int res);
+/* A broadcast frame arrived from its home (res >= 0), or our MSG_RING carrying it failed. */
+void bc_on_xframe(struct worker *w, struct frame *f, int res);
+/* Frees a message or frame that arrived after the workers stopped serving (shutdown). */
+void bc_discard_xmsg(struct xmsg *m);
+
+#endif

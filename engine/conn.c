@@ -1,0 +1,460 @@
+/* conn.c - connection lifecycle: upgrade, framing, close handshake, timeouts (see conn.h). */
+#include "conn.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "broadcast.h"
+#include "dispatch.h"
+#include "frame.h"
+#include "log.h"
+#include "proto/http.h"
+#include "sendq.h"
+#include "worker.h"
+
+#define TICKS(ms) (((uint64_t)(ms) + WORKER_TICK_MS - 1) / WORKER_TICK_MS)
+
+static void xgrow(struct growbuf *b, size_t need)
+{
+    if (need <= b->cap)
+        return;
+    size_t cap = b->cap ? b->cap : 512;
+    while (cap < need)
+        cap *= 2;
+    uint8_t *p = realloc(b->p, cap);
+    if (!p) {
+        fprintf(stderr, "ringcast: out of memory for a connection buffer\n");
+        abort();
+    }
+    b->p = p;
+    b->cap = (uint32_t)cap;
+}
+
+static void growbuf_free(struct growbuf *b)
+{
+    free(b->p);
+    b->p = NULL;
+    b->len = b->cap = 0;
+}
+
+int conn_id_format(const struct conn *c, char *out)
+{
+    return snprintf(out, 32, "w%u-%llu", c->w->id, (unsigned long long)c->serial);
+}
+
+void conn_peer_format(const struct conn *c, char *out, size_t cap)
+{
+    struct sockaddr_storage ss;
+    socklen_t len = sizeof(ss);
+    char host[INET6_ADDRSTRLEN] = "?";
+    unsigned port = 0;
+    if (getpeername(c->fd, (struct sockaddr *)&ss, &len) == 0) {
+        if (ss.ss_family == AF_INET) {
+            struct sockaddr_in *a = (struct sockaddr_in *)&ss;
+            inet_ntop(AF_INET, &a->sin_addr, host, sizeof(host));
+            port = ntohs(a->sin_port);
+        } else if (ss.ss_family == AF_INET6) {
+            struct sockaddr_in6 *a = (struct sockaddr_in6 *)&ss;
+            inet_ntop(AF_INET6, &a->sin6_addr, host, sizeof(host));
+            port = ntohs(a->sin6_port);
+        }
+    }
+    snprintf(out, cap, "%s:%u (w%u-%llu)", host, port, c->w->id, (unsigned long long)c->serial);
+}
+
+/* ---- lifetime ---- */
+
+static void conn_free(struct conn *c)
+{
+    struct worker *w = c->w;
+    if (c->oq) {
+        c->oq->inflight = 0;
+        sendq_discard(c);
+    }
+    close(c->fd);
+    w->slots[c->slot] = NULL;
+    w->free_slots[w->nfree++] = c->slot;
+    w->nconns--;
+    free(c);
+}
+
+void conn_put(struct conn *c)
+{
+    if (--c->ops == 0 && c->state == CONN_CLOSED)
+        conn_free(c);
+}
+
+void conn_abort(struct conn *c)
+{
+    if (c->state != CONN_CLOSED) {
+        c->state = CONN_CLOSED;
+        tw_cancel(&c->w->tw, &c->timer);
+        bc_leave_all(c);
+        growbuf_free(&c->in);
+        growbuf_free(&c->frag);
+        /* Ends the armed recv (it completes with 0) and any send waiting for buffer space
+         * (-EPIPE): their completions drop the last holds and free the struct. */
+        shutdown(c->fd, SHUT_RDWR);
+        if (c->flags & CONN_COUNTED) {
+            atomic_fetch_sub_explicit(&c->w->eng->nconns, 1, memory_order_relaxed);
+            c->flags &= ~CONN_COUNTED;
+        }
+    }
+    sendq_discard(c);
+    if (c->ops == 0)
+        conn_free(c);
+}
+
+void conn_accept(struct worker *w, int fd)
+{
+    w->m.accepted++;
+    w->last_accept_tick = w->tick;
+    if (w->nfree == 0) {
+        close(fd); /* more sockets than the slot table: cannot happen below the fd limit */
+        return;
+    }
+    struct conn *c = calloc(1, sizeof(*c));
+    if (!c) {
+        close(fd);
+        return;
+    }
+    int one = 1;
+    /* Events are small and latency is the product: never let Nagle hold one back. */
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+    c->w = w;
+    c->fd = fd;
+    c->slot = w->free_slots[--w->nfree];
+    w->slots[c->slot] = c;
+    c->serial = ++w->serial;
+    c->state = CONN_HANDSHAKE;
+    c->last_rx_tick = (uint32_t)w->tick;
+    c->rl_last_ms = w->mono_ms;
+    c->rl_tokens_milli = w->cfg->rate_burst * 1000u;
+    ws_parser_init(&c->wp, WS_ROLE_SERVER, w->cfg->max_message_bytes, false);
+    tw_entry_init(&c->timer);
+    tw_schedule(&w->tw, &c->timer, w->tick + TICKS(w->cfg->handshake_timeout_s * 1000));
+    w->nconns++;
+    conn_arm_recv(c);
+}
+
+void conn_arm_recv(struct conn *c)
+{
+    struct io_uring_sqe *sqe = worker_sqe(c->w);
+    io_uring_prep_recv_multishot(sqe, c->fd, NULL, 0, 0);
+    sqe->flags |= IOSQE_BUFFER_SELECT;
+    sqe->buf_group = 0;
+    io_uring_sqe_set_data64(sqe, ud_make(c, UD_RECV));
+    c->flags |= CONN_RECV_ARMED;
+    c->ops++;
+}
+
+/* ---- closing ---- */
+
+void conn_close_start(struct conn *c, uint16_t code, const char *reason)
+{
+    if (c->state == CONN_CLOSED || (c->flags & CONN_CLOSE_SENT))
+        return;
+    if (c->state == CONN_HANDSHAKE) {
+        conn_abort(c);
+        return;
+    }
+    sendq_push_force(c, frame_close(code, reason));
+    c->flags |= CONN_CLOSE_SENT;
+    c->state = CONN_CLOSING;
+    growbuf_free(&c->frag);
+    /* A closing connection gets no more events: leave now, so publishes stop counting it. */
+    bc_leave_all(c);
+    tw_schedule(&c->w->tw, &c->timer, c->w->tick + TICKS(WORKER_CLOSE_WAIT_MS));
+}
+
+/* Once our close (frame or HTTP error) has been sent: end our half of the stream, and if the
+ * peer's close frame is in too, the connection is done. */
+static void maybe_finish(struct conn *c)
+{
+    if (c->state != CONN_CLOSING || !(c->flags & CONN_CLOSE_SENT) || !sendq_empty(c))
+        return;
+    if (c->flags & CONN_PEER_CLOSED) {
+        conn_abort(c);
+        return;
+    }
+    if (!(c->flags & CONN_SHUT_WR)) {
+        c->flags |= CONN_SHUT_WR;
+        shutdown(c->fd, SHUT_WR);
+    }
+}
+
+void conn_on_send_done(struct conn *c)
+{
+    maybe_finish(c);
+}
+
+static void http_error(struct conn *c, int status, const char *body)
+{
+    char out[1024];
+    size_t n = http_write_error(out, sizeof(out), status, body);
+    c->w->m.handshake_errors++;
+    log_debug("handshake refused with %d", status);
+    sendq_push_force(c, frame_raw(out, n));
+    c->flags |= CONN_CLOSE_SENT;
+    c->state = CONN_CLOSING;
+    tw_schedule(&c->w->tw, &c->timer, c->w->tick + TICKS(WORKER_CLOSE_WAIT_MS));
+}
+
+static void protocol_close(struct conn *c, enum ws_err err)
+{
+    char peer[64];
+    conn_peer_format(c, peer, sizeof(peer));
+    log_info("%s: protocol error: %s", peer, ws_err_str(err));
+    c->w->m.protocol_closes++;
+    conn_close_start(c, ws_err_close_code(err), ws_err_str(err));
+}
+
+/* ---- input ---- */
+
+/* The upgrade request. Returns the bytes of the head, 0 for "need more", -1 when the
+ * connection is being refused (input is ignored from here on). */
+static int handshake(struct conn *c, uint8_t *buf, size_t len)
+{
+    struct worker *w = c->w;
+    struct http_request req;
+    int r = http_request_parse((const char *)buf, len, HTTP_MAX_HEAD_DEFAULT, &req);
+    if (r == HTTP_NEED_MORE)
+        return 0;
+    if (r == HTTP_ERROR) {
+        http_error(c, req.status, NULL);
+        return -1;
+    }
+    int status = http_upgrade_check(&req);
+    struct span sid;
+    if (!status)
+        status = http_route_ws(req.path, &sid);
+    if (status) {
+        http_error(c, status, NULL);
+        return -1;
+    }
+    unsigned n = atomic_fetch_add_explicit(&w->eng->nconns, 1, memory_order_relaxed);
+    if (n >= w->cfg->max_connections) {
+        atomic_fetch_sub_explicit(&w->eng->nconns, 1, memory_order_relaxed);
+        w->m.refused_full++;
+        char body[128];
+        snprintf(body, sizeof(body), "server full: max-connections (%u) reached, retry later\n",
+                 w->cfg->max_connections);
+        http_error(c, 503, body);
+        return -1;
+    }
+    c->flags |= CONN_COUNTED;
+    char out[512];
+    size_t hn = http_write_101(out, sizeof(out), req.ws_key, SPAN_NULL);
+    sendq_push_force(c, frame_raw(out, hn));
+    sendq_push(c, dispatch_welcome(c));
+    c->state = CONN_OPEN;
+    w->m.upgraded++;
+    if (w->cfg->heartbeat_s)
+        tw_schedule(&w->tw, &c->timer, w->tick + TICKS(w->cfg->heartbeat_s * 1000));
+    else
+        tw_cancel(&w->tw, &c->timer);
+    return r;
+}
+
+static void on_message_frame(struct conn *c, const struct ws_frame *f)
+{
+    if (c->state != CONN_OPEN)
+        return; /* closing: the peer's messages no longer matter */
+    if (f->msg_start && f->msg_end) {
+        dispatch_message(c, (const char *)f->payload, f->len);
+        return;
+    }
+    /* Fragmented: reassemble (the parser already bounds the total by max_message). */
+    xgrow(&c->frag, (size_t)c->frag.len + f->len);
+    memcpy(c->frag.p + c->frag.len, f->payload, f->len);
+    c->frag.len += (uint32_t)f->len;
+    if (f->msg_end) {
+        dispatch_message(c, (const char *)c->frag.p, c->frag.len);
+        growbuf_free(&c->frag);
+    }
+}
+
+/* One frame. Returns false when input stops mattering (the close handshake is done). */
+static bool on_frame(struct conn *c, const struct ws_frame *f)
+{
+    switch (f->opcode) {
+    case WS_OP_PING:
+        if (!(c->flags & CONN_CLOSE_SENT))
+            sendq_push(c, frame_from_bytes(WS_OP_PONG, f->payload, f->len));
+        return true;
+    case WS_OP_PONG: return true;
+    case WS_OP_CLOSE:
+        c->flags |= CONN_PEER_CLOSED;
+        if (!(c->flags & CONN_CLOSE_SENT)) {
+            /* Echo the peer's code (an empty close is echoed empty), then close. */
+            sendq_push_force(c, frame_close(f->close_code, NULL));
+            c->flags |= CONN_CLOSE_SENT;
+            c->state = CONN_CLOSING;
+            growbuf_free(&c->frag);
+            bc_leave_all(c);
+            tw_schedule(&c->w->tw, &c->timer, c->w->tick + TICKS(WORKER_CLOSE_WAIT_MS));
+        }
+        return false;
+    default: on_message_frame(c, f); return true;
+    }
+}
+
+/* Consumes one unit (request head or frame) from buf. Returns bytes used, 0 when more input
+ * is needed (*need: the size to wait for, 0 if unknown), -1 when input stops mattering. */
+static int consume(struct conn *c, uint8_t *buf, size_t len, size_t *need)
+{
+    *need = 0;
+    if (c->state == CONN_HANDSHAKE)
+        return handshake(c, buf, len);
+    if (c->flags & CONN_PEER_CLOSED || c->state == CONN_CLOSED)
+        return -1;
+    if (c->state == CONN_CLOSING && !(c->flags & CONN_CLOSE_SENT))
+        return -1;
+    struct ws_frame f;
+    enum ws_err err;
+    int r = ws_frame_parse(&c->wp, buf, len, &f, &err, need);
+    if (r == WS_NEED_MORE)
+        return 0;
+    if (r == WS_ERROR) {
+        if (c->state == CONN_OPEN)
+            protocol_close(c, err);
+        else
+            c->flags |= CONN_PEER_CLOSED; /* garbage while closing: stop waiting for it */
+        return -1;
+    }
+    return on_frame(c, &f) ? r : -1;
+}
+
+/* Parses what it can of buf; returns the bytes consumed, or -1 when the rest is to be
+ * dropped. */
+static ssize_t consume_all(struct conn *c, uint8_t *buf, size_t len, size_t *need)
+{
+    size_t off = 0;
+    while (off < len) {
+        int r = consume(c, buf + off, len - off, need);
+        if (r < 0)
+            return -1;
+        if (r == 0)
+            break;
+        off += (size_t)r;
+    }
+    return (ssize_t)off;
+}
+
+static void on_data(struct conn *c, uint8_t *data, size_t len)
+{
+    size_t need;
+    c->last_rx_tick = (uint32_t)c->w->tick;
+    c->flags &= ~CONN_PING_OUT;
+    if (c->in.len == 0) {
+        /* The common case: whole frames straight out of the provided buffer. */
+        ssize_t used = consume_all(c, data, len, &need);
+        if (used < 0 || (size_t)used == len || c->state == CONN_CLOSED)
+            return;
+        size_t rest = len - (size_t)used;
+        xgrow(&c->in, need > rest ? need : rest);
+        memcpy(c->in.p, data + used, rest);
+        c->in.len = (uint32_t)rest;
+        return;
+    }
+    /* A unit spans buffers: continue it in the connection's own buffer. */
+    xgrow(&c->in, (size_t)c->in.len + len);
+    memcpy(c->in.p + c->in.len, data, len);
+    c->in.len += (uint32_t)len;
+    ssize_t used = consume_all(c, c->in.p, c->in.len, &need);
+    if (c->state == CONN_CLOSED)
+        return;
+    if (used < 0 || (size_t)used == c->in.len) {
+        growbuf_free(&c->in);
+        return;
+    }
+    memmove(c->in.p, c->in.p + used, c->in.len - (size_t)used);
+    c->in.len -= (uint32_t)used;
+    xgrow(&c->in, need);
+}
+
+void conn_on_recv(struct conn *c, int res, unsigned cqe_flags)
+{
+    struct worker *w = c->w;
+    c->ops++; /* hold c while we work on it */
+    if (!(cqe_flags & IORING_CQE_F_MORE)) {
+        c->flags &= ~CONN_RECV_ARMED;
+        c->ops--;
+    }
+    if (cqe_flags & IORING_CQE_F_BUFFER) {
+        unsigned bid = cqe_flags >> IORING_CQE_BUFFER_SHIFT;
+        if (res > 0 && c->state != CONN_CLOSED)
+            on_data(c, worker_buf(w, bid), (size_t)res);
+        worker_buf_return(w, bid);
+    }
+    if (c->state != CONN_CLOSED) {
+        if (res == 0) {
+            conn_abort(c); /* the peer closed its side */
+        } else if (res < 0 && res != -ENOBUFS) {
+            if (res != -ECONNRESET)
+                log_debug("recv failed: %s", strerror(-res));
+            conn_abort(c);
+        } else {
+            if (res == -ENOBUFS)
+                w->m.enobufs++;
+            maybe_finish(c);
+            if (c->state != CONN_CLOSED && !(c->flags & (CONN_RECV_ARMED | CONN_REARM))) {
+                /* The multishot ended (buffer ring ran dry, or the kernel chose to): re-arm
+                 * once the iteration has given buffers back. */
+                c->flags |= CONN_REARM;
+                c->ops++;
+                c->rearm_next = w->rearm;
+                w->rearm = c;
+            }
+        }
+    }
+    conn_put(c);
+}
+
+/* ---- timers ---- */
+
+void conn_on_timer(struct tw_entry *e, void *arg)
+{
+    struct worker *w = arg;
+    struct conn *c = (struct conn *)((char *)e - offsetof(struct conn, timer));
+    const struct rc_config *cfg = w->cfg;
+    switch (c->state) {
+    case CONN_HANDSHAKE:
+        if (c->in.len) {
+            http_error(c, 408, "upgrade request not completed in time\n");
+        } else {
+            conn_abort(c);
+        }
+        return;
+    case CONN_OPEN: {
+        uint64_t hb = TICKS(cfg->heartbeat_s * 1000);
+        if (c->flags & CONN_PING_OUT) {
+            char peer[64];
+            conn_peer_format(c, peer, sizeof(peer));
+            log_info("%s: no answer to heartbeat ping, closing with 4000", peer);
+            w->m.heartbeat_closes++;
+            c->flags &= ~CONN_PING_OUT;
+            conn_close_start(c, 4000, "heartbeat timeout");
+            return;
+        }
+        uint64_t due = (uint64_t)c->last_rx_tick + hb;
+        if (due > w->tick) {
+            tw_schedule(&w->tw, &c->timer, due); /* active since: check again later */
+            return;
+        }
+        sendq_push(c, frame_from_bytes(WS_OP_PING, "rc", 2));
+        c->flags |= CONN_PING_OUT;
+        tw_schedule(&w->tw, &c->timer, w->tick + TICKS(cfg->heartbeat_timeout_s * 1000));
+        return;
+    }
+    case CONN_CLOSING: conn_abort(c); return;
+    default: return;
+    }
+}

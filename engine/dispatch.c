@@ -1,0 +1,229 @@
+/* dispatch.c - client requests to actions, and reply envelopes (see dispatch.h). */
+#include "dispatch.h"
+
+#include <stdio.h>
+#include <string.h>
+
+#include "broadcast.h"
+#include "conn.h"
+#include "frame.h"
+#include "log.h"
+#include "proto/channel.h"
+#include "proto/envelope.h"
+#include "proto/ws_frame.h"
+#include "sendq.h"
+#include "worker.h"
+
+/* Replies are small: the longest is an error with a 255-byte channel name in its message and
+ * an id that the client chose (bounded by the message size, so sized per reply). */
+#define REPLY_BASE 512
+
+/* ---- replies ---- */
+
+struct frame *dispatch_welcome(struct conn *c)
+{
+    struct worker *w = c->w;
+    struct frame *f = frame_alloc(REPLY_BASE, 0);
+    struct jw jw;
+    frame_writer(f, &jw);
+    char id[32];
+    int n = conn_id_format(c, id);
+    jw_lit(&jw, "{\"type\":\"event\",\"event\":\"session.created\",\"data\":{\"connection_id\":");
+    jw_str(&jw, id, (size_t)n);
+    jw_lit(&jw, ",\"server\":\"ringcast\",\"heartbeat_s\":");
+    jw_u64(&jw, w->cfg->heartbeat_s);
+    jw_lit(&jw, ",\"max_message_bytes\":");
+    jw_u64(&jw, w->cfg->max_message_bytes);
+    jw_lit(&jw, "}");
+    env_write_end(&jw, SPAN_NULL, w->now_ms);
+    frame_finish(f, WS_OP_TEXT, jw.len);
+    return f;
+}
+
+struct frame *dispatch_reply_channel(struct worker *w, const char *event, const char *status,
+                                     struct span channel_esc, struct span id)
+{
+    struct frame *f = frame_alloc(REPLY_BASE + channel_esc.len + id.len, 0);
+    struct jw jw;
+    frame_writer(f, &jw);
+    env_write_response_begin(&jw, span_from_cstr(event));
+    jw_lit(&jw, "{\"status\":\"");
+    jw_raw(&jw, status, strlen(status));
+    jw_lit(&jw, "\",\"channel\":\"");
+    jw_span(&jw, channel_esc);
+    jw_lit(&jw, "\"}");
+    env_write_end(&jw, id, w->now_ms);
+    frame_finish(f, WS_OP_TEXT, jw.len);
+    return f;
+}
+
+struct frame *dispatch_reply_published(struct worker *w, struct span channel_esc, uint64_t seq,
+                                       uint64_t subscribers, struct span id)
+{
+    struct frame *f = frame_alloc(REPLY_BASE + channel_esc.len + id.len, 0);
+    struct jw jw;
+    frame_writer(f, &jw);
+    env_write_response_begin(&jw, SPAN_LIT("publish"));
+    jw_lit(&jw, "{\"status\":\"published\",\"channel\":\"");
+    jw_span(&jw, channel_esc);
+    jw_lit(&jw, "\",\"seq\":");
+    jw_u64(&jw, seq);
+    jw_lit(&jw, ",\"subscribers\":");
+    jw_u64(&jw, subscribers);
+    jw_lit(&jw, "}");
+    env_write_end(&jw, id, w->now_ms);
+    frame_finish(f, WS_OP_TEXT, jw.len);
+    return f;
+}
+
+struct frame *dispatch_reply_error(struct worker *w, const char *code, const char *message,
+                                   struct span id)
+{
+    struct frame *f = frame_alloc(REPLY_BASE + 6 * strlen(message) + id.len, 0);
+    struct jw jw;
+    frame_writer(f, &jw);
+    env_write_error(&jw, code, message, id, w->now_ms);
+    frame_finish(f, WS_OP_TEXT, jw.len);
+    return f;
+}
+
+static struct frame *reply_pong(struct worker *w)
+{
+    struct frame *f = frame_alloc(64, 0);
+    struct jw jw;
+    frame_writer(f, &jw);
+    jw_lit(&jw, "{\"type\":\"pong\"");
+    env_write_end(&jw, SPAN_NULL, w->now_ms);
+    frame_finish(f, WS_OP_TEXT, jw.len);
+    return f;
+}
+
+/* ---- requests ---- */
+
+static void error(struct conn *c, const char *code, const char *message, struct span id)
+{
+    sendq_push(c, dispatch_reply_error(c->w, code, message, id));
+}
+
+/* Token bucket; see the rule in dispatch.h. Returns false when the message is refused. */
+static bool rate_ok(struct conn *c)
+{
+    const struct rc_config *cfg = c->w->cfg;
+    if (!cfg->rate_limit)
+        return true;
+    uint64_t cap = (uint64_t)cfg->rate_burst * 1000;
+    if (cap > UINT32_MAX)
+        cap = UINT32_MAX;
+    int64_t elapsed = c->w->mono_ms - c->rl_last_ms;
+    c->rl_last_ms = c->w->mono_ms;
+    uint64_t tokens = c->rl_tokens_milli + (uint64_t)(elapsed > 0 ? elapsed : 0) * cfg->rate_limit;
+    if (tokens >= cap) {
+        tokens = cap;
+        c->rl_strikes = 0; /* calm long enough to refill the bucket: a clean slate */
+    }
+    if (tokens >= 1000) {
+        c->rl_tokens_milli = (uint32_t)(tokens - 1000);
+        return true;
+    }
+    c->rl_tokens_milli = (uint32_t)tokens;
+    if (c->rl_strikes < UINT16_MAX)
+        c->rl_strikes++;
+    c->w->m.rate_limited++;
+    return false;
+}
+
+/* Unescapes and validates a channel; answers INVALID_CHANNEL itself. */
+static bool channel_get(struct conn *c, const struct env_request *req, struct span *out)
+{
+    struct span ch = req->channel;
+    if (req->channel_escaped) {
+        if (ch.len > CHANNEL_UNESCAPE_CAP) {
+            error(c, "INVALID_CHANNEL", channel_err_str(CHANNEL_ERR_TOO_LONG), req->id);
+            return false;
+        }
+        int n = json_unescape(ch.base, ch.len, c->w->unescape, sizeof(c->w->unescape));
+        if (n < 0) {
+            error(c, "INVALID_CHANNEL", "channel is not a valid JSON string", req->id);
+            return false;
+        }
+        ch = (struct span){c->w->unescape, (size_t)n};
+    }
+    enum channel_err err = channel_validate(ch.base, ch.len);
+    if (err != CHANNEL_OK) {
+        error(c, "INVALID_CHANNEL", channel_err_str(err), req->id);
+        return false;
+    }
+    *out = ch;
+    return true;
+}
+
+void dispatch_message(struct conn *c, const char *msg, size_t len)
+{
+    struct worker *w = c->w;
+    struct env_request req;
+    w->m.messages_in++;
+    enum env_err err = env_request_parse(msg, len, w->toks, ENV_MAX_TOKENS, &req);
+    if (!rate_ok(c)) {
+        if (c->rl_strikes > 2 * (uint32_t)w->cfg->rate_burst) {
+            char peer[64];
+            conn_peer_format(c, peer, sizeof(peer));
+            log_info("%s: rate limit exceeded persistently, closing with 1008", peer);
+            conn_close_start(c, WS_CLOSE_POLICY, "rate limit exceeded");
+            return;
+        }
+        error(c, "RATE_LIMITED", "too many messages: slow down",
+              err == ENV_OK ? req.id : SPAN_NULL);
+        return;
+    }
+    if (err != ENV_OK) {
+        error(c, "INVALID_MESSAGE", env_err_str(err), SPAN_NULL);
+        return;
+    }
+    struct span ch;
+    switch (req.type) {
+    case ENV_PING: sendq_push(c, reply_pong(w)); return;
+    case ENV_SUBSCRIBE:
+        if (channel_get(c, &req, &ch))
+            bc_subscribe(c, ch, req.id);
+        return;
+    case ENV_UNSUBSCRIBE:
+        if (channel_get(c, &req, &ch))
+            bc_unsubscribe(c, ch, req.id);
+        return;
+    case ENV_REQUEST: break;
+    }
+    if (span_eq_lit(req.event, "ping")) {
+        struct frame *f = frame_alloc(REPLY_BASE + req.id.len, 0);
+        struct jw jw;
+        frame_writer(f, &jw);
+        env_write_response_begin(&jw, SPAN_LIT("pong"));
+        jw_lit(&jw, "{}");
+        env_write_end(&jw, req.id, w->now_ms);
+        frame_finish(f, WS_OP_TEXT, jw.len);
+        sendq_push(c, f);
+        return;
+    }
+    bool sub = span_eq_lit(req.event, "subscribe");
+    bool unsub = !sub && span_eq_lit(req.event, "unsubscribe");
+    bool pub = !sub && !unsub && span_eq_lit(req.event, "publish");
+    if (!sub && !unsub && !pub) {
+        error(c, "UNKNOWN_REQUEST", "unknown request event", req.id);
+        return;
+    }
+    if (!req.channel.base) {
+        error(c, "INVALID_MESSAGE", "data.channel (a string) is required", req.id);
+        return;
+    }
+    if (!channel_get(c, &req, &ch))
+        return;
+    if (sub) {
+        bc_subscribe(c, ch, req.id);
+    } else if (unsub) {
+        bc_unsubscribe(c, ch, req.id);
+    } else {
+        /* The event name defaults to "message"; a missing payload is sent as null. */
+        struct span event = req.pub_event.base ? req.pub_event : SPAN_LIT("message");
+        struct span payload = req.payload.base ? req.payload : SPAN_NULL;
+        bc_publish(c, ch, event, payload, req.id);
+    }
+}

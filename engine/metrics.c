@@ -1,0 +1,26 @@
+/* metrics.c - counter summary (see metrics.h). */
+#include "metrics.h"
+
+#include <inttypes.h>
+
+#include "log.h"
+
+void metrics_add(struct metrics *a, const struct metrics *b)
+{
+    const uint64_t *src = (const uint64_t *)b;
+    uint64_t *dst = (uint64_t *)a;
+    for (unsigned i = 0; i < sizeof(*a) / sizeof(uint64_t); i++)
+        dst[i] += src[i];
+}
+
+void metrics_log(const struct metrics *m)
+{
+    log_info("totals: accepted=%" PRIu64 " upgraded=%" PRIu64 " refused_full=%" PRIu64
+             " handshake_errors=%" PRIu64 " protocol_closes=%" PRIu64 " slow_consumers=%" PRIu64
+             " heartbeat_closes=%" PRIu64 " messages_in=%" PRIu64 " publishes=%" PRIu64
+             " deliveries=%" PRIu64 " sends=%" PRIu64 " rate_limited=%" PRIu64 " enobufs=%" PRIu64
+             " xmsg_failed=%" PRIu64,
+             m->accepted, m->upgraded, m->refused_full, m->handshake_errors, m->protocol_closes,
+             m->slow_consumers, m->heartbeat_closes, m->messages_in, m->publishes, m->deliveries,
+             m->sends, m->rate_limited, m->enobufs, m->xmsg_failed);
+}
