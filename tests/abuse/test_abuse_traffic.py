@@ -5,6 +5,8 @@ import collections
 import random
 import time
 
+import pytest
+
 from abuseutil import contiguous, open_peers, ping_roundtrip, publish_frame, pump, wait_rss_settle
 
 RATE, BURST = 100, 200
@@ -62,31 +64,36 @@ def test_random_garbage_after_handshake(engine):
         assert after - base_rss < 16 * 1024, (base_rss, after)
 
 
-def test_publish_flood_rate_limited_then_closed(engine):
-    flood_sub = open_peers(engine.port, 1, channel="flood", name="fsub")[0]
-    calm_sub = open_peers(engine.port, 1, channel="calm2", name="csub")[0]
+@pytest.mark.parametrize("per_tick", [50, 10], ids=["burst-5000-per-s", "paced-1000-per-s"])
+def test_publish_flood_rate_limited_then_closed(engine, per_tick):
+    """A flood is refused (RATE_LIMITED) and, persisting, closed with 1008: written in big
+    bursts, or evenly at 10x the limit (so that a token trickles in every 10 ms throughout)."""
+    room = f"flood-{per_tick}"
+    flood_sub = open_peers(engine.port, 1, channel=room, name="fsub")[0]
+    calm_room = f"calm-{per_tick}"
+    calm_sub = open_peers(engine.port, 1, channel=calm_room, name="csub")[0]
     calm_pub = open_peers(engine.port, 1, name="cpub")[0]
     flooder = open_peers(engine.port, 1, name="flooder")[0]
     state = {"sent": 0, "calm": 0, "t_calm": 0.0}
     t0 = time.monotonic()
 
     def tick():
-        # The flooder writes 50 publishes per tick (~5000/s), 50x the rate limit.
+        # The flooder writes per_tick publishes every 10 ms tick.
         if not flooder.got_close and not flooder.eof and len(flooder.outbox) < 65536:
-            batch = b"".join(publish_frame("flood", "%d" % (state["sent"] + i), state["sent"] + i)
-                             for i in range(50))
+            batch = b"".join(publish_frame(room, "%d" % (state["sent"] + i), state["sent"] + i)
+                             for i in range(per_tick))
             flooder.queue(batch)
-            state["sent"] += 50
+            state["sent"] += per_tick
         # A well-behaved publisher at 20/s in another room.
         now = time.monotonic()
         if state["calm"] < 60 and now >= state["t_calm"]:
             state["calm"] += 1
-            calm_pub.queue(publish_frame("calm2", '{"c":%d}' % state["calm"], state["calm"]))
+            calm_pub.queue(publish_frame(calm_room, '{"c":%d}' % state["calm"], state["calm"]))
             state["t_calm"] = now + 0.05
 
     peers = [flood_sub, calm_sub, calm_pub, flooder]
     pump(peers, 10.0, until=lambda: flooder.eof and state["calm"] >= 60 and
-         len(calm_sub.events("calm2")) == 60, on_tick=tick)
+         len(calm_sub.events(calm_room)) == 60, on_tick=tick)
     elapsed = time.monotonic() - t0
 
     errors = [m for m in flooder.msgs if m.get("type") == "error"]
@@ -101,12 +108,12 @@ def test_publish_flood_rate_limited_then_closed(engine):
     assert flooder.eof
     # What got through is exactly what was acknowledged, in order, and within the bucket:
     # the burst plus the refill rate over the flood's duration.
-    seqs = flood_sub.events("flood")
+    seqs = flood_sub.events(room)
     assert contiguous(seqs), seqs[:20]
     assert len(seqs) >= len(published), (len(seqs), len(published))
     assert len(seqs) <= BURST + RATE * (elapsed + 1), (len(seqs), elapsed)
     # The others were not affected.
-    assert contiguous(calm_sub.events("calm2"), 60)
+    assert contiguous(calm_sub.events(calm_room), 60)
     assert not [m for m in calm_pub.msgs if m.get("type") == "error"], calm_pub.msgs[:3]
     print(f"flood: sent {state['sent']}, delivered {len(seqs)}, {len(errors)} errors, "
           f"closed 1008 after {elapsed:.2f}s")
