@@ -272,9 +272,11 @@ static void on_message_frame(struct conn *c, const struct ws_frame *f)
         return;
     }
     /* Fragmented: reassemble (the parser already bounds the total by max_message). */
-    xgrow(&c->frag, (size_t)c->frag.len + f->len);
-    memcpy(c->frag.p + c->frag.len, f->payload, f->len);
-    c->frag.len += (uint32_t)f->len;
+    if (f->len) { /* an empty fragment has nothing to keep (and frag.p may still be NULL) */
+        xgrow(&c->frag, (size_t)c->frag.len + f->len);
+        memcpy(c->frag.p + c->frag.len, f->payload, f->len);
+        c->frag.len += (uint32_t)f->len;
+    }
     if (f->msg_end) {
         dispatch_message(c, (const char *)c->frag.p, c->frag.len);
         growbuf_free(&c->frag);
@@ -396,7 +398,11 @@ void conn_on_recv(struct conn *c, int res, unsigned cqe_flags)
     }
     if (c->state != CONN_CLOSED) {
         if (res == 0) {
-            conn_abort(c); /* the peer closed its side */
+            /* The peer finished its side. When its close frame came with the FIN, our echo
+             * is still queued: let it go out first (maybe_finish closes once the queue is
+             * empty; the close-wait timer bounds it). Otherwise there is nobody to answer. */
+            if (!(c->state == CONN_CLOSING && (c->flags & CONN_PEER_CLOSED) && !sendq_empty(c)))
+                conn_abort(c);
         } else if (res < 0 && res != -ENOBUFS) {
             if (res != -ECONNRESET)
                 log_debug("recv failed: %s", strerror(-res));
