@@ -11,24 +11,15 @@ sys.path.insert(0, os.path.dirname(__file__))
 import wsraw  # noqa: E402
 
 
+def _fail(msg):
+    pytest.fail(msg, pytrace=False)
+
+
 def start_engine(args):
-    e = wsraw.Engine(args)
-    try:
-        e.start()
-    except RuntimeError as exc:
-        e.cleanup()
-        pytest.fail(str(exc), pytrace=False)
-    return e
+    return wsraw.start_engine(args, _fail)
 
 
-def stop_engine(e):
-    try:
-        rc, err = e.stop()
-        report = e.sanitizer_report()
-        assert report is None, f"sanitizer report in engine stderr:\n{report}"
-        assert rc == 0, f"engine exit status {rc} after SIGTERM; stderr tail:\n{err[-3000:]}"
-    finally:
-        e.cleanup()
+stop_engine = wsraw.stop_engine
 
 
 @pytest.fixture(scope="module")
@@ -45,20 +36,8 @@ def _engine_survives(request):
     yield
     if "engine" not in request.fixturenames:
         return
-    e = request.getfixturevalue("engine")
-    problem = None
-    if not e.alive():
-        problem = f"engine died (status {e.proc.returncode}) during this test; stderr tail:\n" \
-                  f"{e.stderr()[-4000:]}"
-    elif e.sanitizer_report():
-        problem = f"sanitizer report during this test:\n{e.sanitizer_report()}"
-        e.stop()
+    problem = wsraw.survival_problem(request.getfixturevalue("engine"))
     if problem:
-        e.cleanup()
-        try:
-            e.start()
-        except RuntimeError as exc:
-            problem += f"\n(restart failed: {exc})"
         pytest.fail(problem, pytrace=False)
 
 

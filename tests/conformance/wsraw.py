@@ -152,6 +152,50 @@ class Engine:
 # ---------------------------------------------------------------------------------------------
 
 
+# ---- engine lifecycle shared by the conformance and abuse fixtures ----------------------------
+
+
+def start_engine(args, fail):
+    """Starts an Engine with args; calls fail(message) (pytest.fail) if it does not come up."""
+    e = Engine(args)
+    try:
+        e.start()
+    except RuntimeError as exc:
+        e.cleanup()
+        fail(str(exc))
+    return e
+
+
+def stop_engine(e):
+    """SIGTERM; asserts a graceful exit 0 and a stderr free of sanitizer reports."""
+    try:
+        rc, err = e.stop()
+        report = e.sanitizer_report()
+        assert report is None, f"sanitizer report in engine stderr:\n{report}"
+        assert rc == 0, f"engine exit status {rc} after SIGTERM; stderr tail:\n{err[-3000:]}"
+    finally:
+        e.cleanup()
+
+
+def survival_problem(e):
+    """After a test: None if the engine is alive and clean; else what went wrong, with the
+    engine restarted so that the module's following tests still run against a live one."""
+    problem = None
+    if not e.alive():
+        problem = f"engine died (status {e.proc.returncode}) during this test; stderr tail:\n" \
+                  f"{e.stderr()[-4000:]}"
+    elif e.sanitizer_report():
+        problem = f"sanitizer report during this test:\n{e.sanitizer_report()}"
+        e.stop()
+    if problem:
+        e.cleanup()
+        try:
+            e.start()
+        except RuntimeError as exc:
+            problem += f"\n(restart failed: {exc})"
+    return problem
+
+
 def mask_bytes(data, key):
     if not data:
         return b""
