@@ -35,12 +35,34 @@ struct opt {
     const char *name;
     enum opt_type type;
     size_t offset;
+    size_t size; /* of the field: numbers are stored and read at their own width */
     uint64_t min, max;
     const char *unit;
     const char *help;
 };
 
-#define OFF(f) offsetof(struct rc_config, f)
+/* A field's place and width in struct rc_config. */
+#define OFF(f) offsetof(struct rc_config, f), sizeof(((struct rc_config *)0)->f)
+
+/* Numeric fields are uint16_t, unsigned/uint32_t or uint64_t: the table's size says which. */
+static void num_store(void *field, size_t size, uint64_t v)
+{
+    if (size == sizeof(uint16_t))
+        *(uint16_t *)field = (uint16_t)v;
+    else if (size == sizeof(uint32_t))
+        *(uint32_t *)field = (uint32_t)v;
+    else
+        *(uint64_t *)field = v;
+}
+
+static uint64_t num_load(const void *field, size_t size)
+{
+    if (size == sizeof(uint16_t))
+        return *(const uint16_t *)field;
+    if (size == sizeof(uint32_t))
+        return *(const uint32_t *)field;
+    return *(const uint64_t *)field;
+}
 
 static const struct opt opts[] = {
     {"bind", OPT_STR, OFF(bind), 0, 0, "address", "IPv4/IPv6 address to listen on"},
@@ -158,11 +180,11 @@ static int apply(struct rc_config *c, const struct opt *o, const char *val, cons
     uint64_t v = 0;
     switch (o->type) {
     case OPT_STR:
-        if (strlen(val) == 0 || strlen(val) >= sizeof(c->bind)) {
+        if (strlen(val) == 0 || strlen(val) >= o->size) {
             fprintf(stderr, "ringcast: %s: bad %s '%s'\n", origin, o->name, val);
             return -1;
         }
-        snprintf(field, sizeof(c->bind), "%s", val);
+        snprintf(field, o->size, "%s", val);
         return 0;
     case OPT_LEVEL: {
         int lvl = log_level_parse(val);
@@ -182,12 +204,7 @@ static int apply(struct rc_config *c, const struct opt *o, const char *val, cons
                     o->name, val, (unsigned long long)o->min, (unsigned long long)o->max, o->unit);
             return -1;
         }
-        if (o->type == OPT_PORT)
-            *(uint16_t *)field = (uint16_t)v;
-        else if (o->offset == OFF(max_queue_bytes))
-            *(uint64_t *)field = v;
-        else
-            *(uint32_t *)field = (uint32_t)v; /* unsigned and uint32_t fields alike */
+        num_store(field, o->size, v);
         return 0;
     }
     return -1;
@@ -273,12 +290,7 @@ static void print_help(void)
         switch (o->type) {
         case OPT_STR: snprintf(def, sizeof(def), "%s", field); break;
         case OPT_LEVEL: snprintf(def, sizeof(def), "%s", log_level_name(d.log_level)); break;
-        case OPT_PORT: snprintf(def, sizeof(def), "%u", d.port); break;
-        default:
-            snprintf(def, sizeof(def), "%llu",
-                     o->offset == OFF(max_queue_bytes)
-                         ? (unsigned long long)d.max_queue_bytes
-                         : (unsigned long long)*(const uint32_t *)field);
+        default: snprintf(def, sizeof(def), "%llu", (unsigned long long)num_load(field, o->size));
         }
         printf("  --%-21s %s\n  %-23s   default: %s (%s)\n", o->name, o->help, "", def, o->unit);
     }
