@@ -240,3 +240,39 @@ def test_persistent_rate_limit_violation_closes_1008(start_engine):
     limited, code = run(go())
     assert limited >= 1, "no RATE_LIMITED error before the close"
     assert code == 1008, f"expected close 1008, got {code}"
+
+
+def test_publish_whose_event_would_exceed_max_message_is_too_large(start_engine):
+    """The request fits in max-message-bytes, but the event it would broadcast does not: a
+    channel of U+2028 is 3 bytes per character as sent, and 6 (\\u2028) once escaped in the
+    event. Nothing is broadcast, the publisher gets TOO_LARGE and stays connected; the same
+    payload to a plain channel is published."""
+    e = start_engine("--max-message-bytes", "1024", "--rate-limit", "0")
+    room = "\u2028" * 80
+
+    def publish_text(channel, payload, rid):
+        return json.dumps({"type": "request", "event": "publish", "id": rid,
+                           "data": {"channel": channel, "event": "e", "payload": payload}},
+                          ensure_ascii=False, separators=(",", ":"))
+
+    payload = "x" * 600
+    wide = publish_text(room, payload, "big")
+    assert len(wide.encode()) <= 1024  # the request itself is within the limit
+
+    async def go():
+        sub, _ = await connect(e.url)
+        await subscribe(sub, room)
+        pub, _ = await connect(e.url)
+        await pub.send(wide)
+        refused = await recv_json(pub)
+        await still_works(pub)
+        ok = await publish(pub, "plain", payload)
+        with pytest.raises(asyncio.TimeoutError):
+            await recv_json(sub, timeout=0.5)  # nothing reached the subscriber
+        await sub.close()
+        await pub.close()
+        return refused, ok
+
+    refused, ok = run(go())
+    assert_error(refused, "TOO_LARGE", "big")
+    assert ok["type"] == "response" and ok["data"]["status"] == "published", ok
