@@ -26,6 +26,7 @@
 #include "proto/json.h"
 
 #include "payload.h"
+#include "vcache.h"
 
 /* Provided receive buffers per worker, and their size: 16 MiB per worker in all. */
 #define LG_NBUFS    1024
@@ -56,6 +57,7 @@ struct ring_state {
     unsigned ndirty;
     bool *is_dirty;
     jsmntok_t toks[ENV_MAX_TOKENS];
+    struct lg_vcache vc;
 };
 
 /* ---- small helpers ---- */
@@ -361,19 +363,52 @@ static void became_ready(struct lg_worker *w, struct lg_conn *c)
     w->st.conn_ready++;
 }
 
-static void on_event(struct lg_worker *w, struct lg_conn *c, const struct lg_msg *m, uint64_t now)
+static struct lg_track *track_of(struct lg_conn *c, uint32_t r)
 {
+    for (unsigned i = 0; i < c->nrooms; i++)
+        if (c->rooms[i] == r)
+            return &c->tracks[i];
+    return NULL;
+}
+
+/* The per-recipient checks of one delivery to c, whose room is r (joined by c: t is its
+ * track) and whose payload parsed as pl (pr: OK or CORRUPT, numbers in range). */
+static void on_delivery(struct lg_worker *w, struct lg_track *t, uint32_t r,
+                        const struct lg_payload *pl, enum lg_payload_res pr, uint64_t seq,
+                        bool has_seq, uint64_t now)
+{
+    struct lg_run *run = w->run;
+    switch (lg_track_update(t, pl->q, seq, has_seq, run->rooms[r].publishers == 1)) {
+    case LG_TRACK_DUPLICATE: w->st.duplicate++; return;
+    case LG_TRACK_LATE: w->st.late++; return;
+    case LG_TRACK_REORDERED: w->st.out_of_order++; break;
+    case LG_TRACK_NEW: break;
+    }
+    w->st.delivered++;
+    if (now >= run->warm_end && now < run->pub_end)
+        w->st.delivered_measured++;
+    if (pr == LG_PAYLOAD_CORRUPT) {
+        /* Its numbers are used as read (it did arrive), but its times are not trusted. */
+        w->st.corrupt++;
+    } else if (pl->i >= run->warm_end) {
+        hist_record(&w->lat, now > pl->t ? now - pl->t : 0);
+        hist_record(&w->lat_corr, now > pl->i ? now - pl->i : 0);
+    }
+    if (run->cfg.rate == 0)
+        lg_publish_delivered(w, pl->p, pl->k);
+}
+
+/* An event that missed the verified-message cache: parsed and checked in full. When every
+ * check passes, its bytes (msg, len) are kept so the next recipient needs only a memcmp. */
+static void on_event(struct lg_worker *w, struct lg_conn *c, const struct lg_msg *m,
+                     const uint8_t *msg, size_t len, uint64_t now)
+{
+    struct ring_state *rs = w->priv;
     struct lg_run *run = w->run;
     if (!m->room.base)
         return; /* session.created and other events that are not deliveries */
     int r = lg_room_lookup(run, m->room.base, m->room.len);
-    struct lg_track *t = NULL;
-    if (r >= 0 && !c->is_pub)
-        for (unsigned i = 0; i < c->nrooms; i++)
-            if (c->rooms[i] == (unsigned)r) {
-                t = &c->tracks[i];
-                break;
-            }
+    struct lg_track *t = r >= 0 && !c->is_pub ? track_of(c, (uint32_t)r) : NULL;
     if (!t) {
         w->st.misrouted++;
         return;
@@ -391,24 +426,12 @@ static void on_event(struct lg_worker *w, struct lg_conn *c, const struct lg_msg
             w->st.foreign++; /* well-formed, but not from this run's publishers */
         return;
     }
-    switch (lg_track_update(t, pl.q, m->seq, m->has_seq, run->rooms[r].publishers == 1)) {
-    case LG_TRACK_DUPLICATE: w->st.duplicate++; return;
-    case LG_TRACK_LATE: w->st.late++; return;
-    case LG_TRACK_REORDERED: w->st.out_of_order++; break;
-    case LG_TRACK_NEW: break;
+    if (pr == LG_PAYLOAD_OK) {
+        struct lg_verified v = {
+            .pl = pl, .seq = m->seq, .has_seq = m->has_seq, .room = (uint32_t)r};
+        lg_vcache_put(&rs->vc, msg, len, &v, &c->vc_last);
     }
-    w->st.delivered++;
-    if (now >= run->warm_end && now < run->pub_end)
-        w->st.delivered_measured++;
-    if (pr == LG_PAYLOAD_CORRUPT) {
-        /* Its numbers are used as read (it did arrive), but its times are not trusted. */
-        w->st.corrupt++;
-    } else if (pl.i >= run->warm_end) {
-        hist_record(&w->lat, now > pl.t ? now - pl.t : 0);
-        hist_record(&w->lat_corr, now > pl.i ? now - pl.i : 0);
-    }
-    if (run->cfg.rate == 0)
-        lg_publish_delivered(w, pl.p, pl.k);
+    on_delivery(w, t, (uint32_t)r, &pl, pr, m->seq, m->has_seq, now);
 }
 
 static void on_response(struct lg_worker *w, struct lg_conn *c, const struct lg_msg *m)
@@ -444,10 +467,27 @@ static void on_message(struct lg_worker *w, struct lg_conn *c, const uint8_t *p,
                        uint64_t now)
 {
     struct ring_state *rs = w->priv;
+    if (!c->is_pub) {
+        /* The same bytes already passed every check at another recipient (vcache.h). */
+        const struct lg_verified *v = lg_vcache_find(&rs->vc, p, len, &c->vc_last);
+        if (v) {
+            struct lg_track *t = track_of(c, v->room);
+            if (t)
+                on_delivery(w, t, v->room, &v->pl, LG_PAYLOAD_OK, v->seq, v->has_seq, now);
+            else
+                w->st.misrouted++;
+            return;
+        }
+    }
+    /* The frame parser left UTF-8 to us: bytes not seen before are checked here. */
+    if (!utf8_valid(p, len)) {
+        conn_end(w, c, "bad frame from server: %s", ws_err_str(WS_ERR_UTF8));
+        return;
+    }
     struct lg_msg m;
     lg_msg_parse((const char *)p, len, rs->toks, ENV_MAX_TOKENS, &m);
     switch (m.kind) {
-    case LG_MSG_EVENT: on_event(w, c, &m, now); break;
+    case LG_MSG_EVENT: on_event(w, c, &m, p, len, now); break;
     case LG_MSG_RESPONSE: on_response(w, c, &m); break;
     case LG_MSG_ERROR: on_error_msg(w, c, &m); break;
     case LG_MSG_OTHER: break;
@@ -570,6 +610,8 @@ static void on_handshake_data(struct lg_worker *w, struct lg_conn *c, uint8_t *d
     w->st.conn_established++;
     hist_record(&w->connect, now - c->t_connect);
     ws_parser_init(&c->wp, WS_ROLE_CLIENT, LG_MAX_MESSAGE, false);
+    ws_parser_caller_checks_utf8(&c->wp); /* on_message checks what vcache has not seen */
+    c->vc_last = LG_VCACHE_NONE;
     if (c->is_pub) {
         became_ready(w, c);
     } else {
@@ -606,6 +648,7 @@ static void on_recv(struct lg_worker *w, struct io_uring_cqe *cqe, struct lg_con
         uint8_t *data = rs->bufs + (size_t)bid * LG_BUF_SIZE;
         if (res > 0 && c->fd >= 0) {
             w->st.bytes_in += (uint64_t)res;
+            w->st.reads++;
             if (c->state == CS_HANDSHAKE)
                 on_handshake_data(w, c, data, (size_t)res, now);
             else
@@ -670,6 +713,8 @@ int lg_worker_setup(struct lg_worker *w)
     }
     if (ret < 0)
         return ret;
+    if (lg_vcache_init(&rs->vc) < 0)
+        return -ENOMEM;
     rs->br_bytes = LG_NBUFS * sizeof(struct io_uring_buf);
     rs->br = mmap(NULL, rs->br_bytes, PROT_READ | PROT_WRITE, MAP_ANONYMOUS | MAP_PRIVATE, -1, 0);
     if (rs->br == MAP_FAILED)
@@ -710,6 +755,7 @@ void lg_worker_teardown(struct lg_worker *w)
     free(rs->bufs);
     free(rs->dirty);
     free(rs->is_dirty);
+    lg_vcache_free(&rs->vc);
     free(rs);
     w->priv = NULL;
 }
@@ -847,5 +893,7 @@ void *lg_worker_main(void *arg)
     if (measuring && !measured)
         w->cpu_s = thread_cpu_s() - cpu0;
     close_all(w);
+    w->st.vc_hits = rs->vc.hits;
+    w->st.vc_misses = rs->vc.misses;
     return NULL;
 }

@@ -49,6 +49,7 @@ struct lg_conn {
     uint32_t *rooms;         /* subscriber: room indexes, nrooms of them */
     struct lg_track *tracks; /* one per room, same order */
     struct lg_publisher *pub;
+    uint32_t vc_last; /* its last verified message in the worker's vcache (vcache.h) */
     uint64_t t_connect;
     char key[WS_KEY_LEN + 1];
 };

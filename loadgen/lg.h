@@ -118,7 +118,8 @@ struct lg_stats {
     uint64_t expected, delivered, delivered_measured, duplicate, out_of_order, corrupt, misrouted,
         late, foreign;
     uint64_t pub_sent, pub_acked, pub_errors, pub_sent_measured, errors;
-    uint64_t bytes_in, frames_in;
+    uint64_t bytes_in, frames_in, reads; /* reads: recv completions that carried data */
+    uint64_t vc_hits, vc_misses;         /* verified-message cache (vcache.h) */
     uint64_t behind_ns_max;
 };
 

@@ -469,6 +469,14 @@ int main(int argc, char **argv)
         fprintf(stderr, "ringcast-load: cannot write %s: %s\n", cfg->html_path, strerror(errno));
         status = LG_EXIT_USAGE;
     }
+    if (res->st.disconnects) {
+        const char *why = "";
+        for (unsigned t = 0; t < cfg->threads && !*why; t++)
+            why = run->workers[t].error;
+        fprintf(stderr,
+                "ringcast-load: %" PRIu64 " connections ended during the run; the first: %s\n",
+                res->st.disconnects, *why ? why : "(no reason recorded)");
+    }
     if (res->saturated)
         fprintf(stderr,
                 "ringcast-load: warning: a load generator thread used %.0f%% of a core: the "

@@ -198,8 +198,15 @@ int lg_report_json(const char *path, const struct lg_run *run, const struct lg_r
     json_num(f, deliveries_per_cpu_s(res));
     fputs(",\"max_thread_cpu_pct\":", f);
     json_num(f, res->max_thread_pct);
-    fprintf(f, ",\"threads\":%u,\"saturated\":%s,\"errors\":%" PRIu64 "},\n", cfg->threads,
+    fprintf(f, ",\"threads\":%u,\"saturated\":%s,\"errors\":%" PRIu64, cfg->threads,
             res->saturated ? "true" : "false", s->errors);
+    fprintf(f,
+            ",\"bytes_in\":%" PRIu64 ",\"frames_in\":%" PRIu64 ",\"reads\":%" PRIu64
+            ",\"frames_per_read\":",
+            s->bytes_in, s->frames_in, s->reads);
+    json_num(f, s->reads ? (double)s->frames_in / (double)s->reads : 0);
+    fprintf(f, ",\"verified_cache_hits\":%" PRIu64 ",\"verified_cache_misses\":%" PRIu64 "},\n",
+            s->vc_hits, s->vc_misses);
     if (res->server) {
         fprintf(f, " \"server\":{\"pid\":%d,\"cpu_s\":", cfg->server_pid);
         json_num(f, res->server_cpu_s);

@@ -130,6 +130,11 @@ void ws_parser_init(struct ws_parser *p, enum ws_role role, uint64_t max_message
     utf8_init(&p->utf8);
 }
 
+void ws_parser_caller_checks_utf8(struct ws_parser *p)
+{
+    p->caller_checks_utf8 = true;
+}
+
 static bool is_control(uint8_t opcode)
 {
     return (opcode & 0x8) != 0;
@@ -291,7 +296,7 @@ int ws_frame_parse(struct ws_parser *p, uint8_t *buf, size_t len, struct ws_fram
     struct utf8_state u = p->utf8;
     if (op != WS_OP_CONT)
         utf8_init(&u);
-    if (msg_op == WS_OP_TEXT) {
+    if (msg_op == WS_OP_TEXT && !p->caller_checks_utf8) {
         enum utf8_result r = utf8_feed(&u, payload, f->len, NULL);
         /* A message may split a character across fragments, but not end inside one. */
         if (r == UTF8_INVALID || (fin && r != UTF8_OK))

@@ -83,6 +83,7 @@ struct ws_parser {
     enum ws_role role;
     uint64_t max_message; /* largest message (sum of fragments) accepted */
     bool allow_binary;
+    bool caller_checks_utf8; /* set by ws_parser_caller_checks_utf8 */
     /* message state */
     uint8_t msg_opcode; /* opcode of the open fragmented message, 0 when none */
     uint64_t msg_len;   /* bytes of the open message so far */
@@ -106,6 +107,12 @@ struct ws_frame {
  * allow_binary, binary messages (1003). */
 void ws_parser_init(struct ws_parser *p, enum ws_role role, uint64_t max_message,
                     bool allow_binary);
+
+/* Leaves the UTF-8 check of text messages to the caller, who must run utf8_valid over every
+ * complete message before trusting it (and fail the connection with WS_ERR_UTF8 when it is not
+ * valid). For a client that sees the same broadcast bytes many times and checks only what it
+ * has not seen before; close reasons are still checked here. */
+void ws_parser_caller_checks_utf8(struct ws_parser *p);
 
 /* Parses the frame at buf[0..len). Returns its total size (header + payload) when it is all
  * there, filling *f and unmasking the payload in place; WS_NEED_MORE when it is not, with *need

@@ -13,6 +13,8 @@ fault with the exact count:
   misroute   an extra copy goes to a connection that is not subscribed to the room
                                                            -> misrouted += 1
   corrupt    one padding byte of the payload is changed    -> corrupt += 1
+  utf8       one padding byte becomes 0xFF, which is not UTF-8 (a raw text frame): the
+             client must close that connection              -> disconnects += 1
 
 Faulted deliveries are number --start, --start + --every, ... (counting every delivery to a
 subscriber from 0). Deliveries to one connection are queued and written by one task per
@@ -97,6 +99,10 @@ class Server:
             elif f == "corrupt":
                 i = text.index('"x":"') + 6
                 sub.push(text[:i] + "#" + text[i + 1:])
+            elif f == "utf8":
+                raw = text.encode()
+                i = raw.index(b'"x":"') + 6
+                sub.push(raw[:i] + b"\xff" + raw[i + 1:])
         return seq, len(subs)
 
 
@@ -121,7 +127,10 @@ class Conn:
     async def writer(self):
         while True:
             text = await self.queue.get()
-            await self.ws.send(text)
+            if isinstance(text, bytes):  # a text frame whose bytes are not valid UTF-8
+                await self.ws.write_frame(True, 0x1, text)
+            else:
+                await self.ws.send(text)
 
 
 async def handle(server, ws, path=None):
@@ -196,7 +205,8 @@ async def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--port", type=int, default=0)
     ap.add_argument("--fault", default="none",
-                    choices=["none", "drop", "duplicate", "reorder", "misroute", "corrupt"])
+                    choices=["none", "drop", "duplicate", "reorder", "misroute", "corrupt",
+                             "utf8"])
     ap.add_argument("--count", type=int, default=5)
     ap.add_argument("--start", type=int, default=50)
     ap.add_argument("--every", type=int, default=37)

@@ -65,6 +65,22 @@ def test_fault_counted_exactly(faulty, tmp_path, fault, counter, layout):
     assert failed == [gate]
 
 
+def test_invalid_utf8_closes_that_connection_only(faulty, tmp_path):
+    """Text that is not UTF-8 must end the connection that got it (RFC 6455 8.1), even though
+    every other subscriber got the same event as valid bytes: the bad copy must not match the
+    good one the load generator already verified."""
+    port = faulty("utf8", 1, start=55)
+    r = run_loadgen(scenario(port, tmp_path, "--max-loss", 0))
+    j = report(tmp_path)
+    assert j["connect"]["disconnects"] == 1, j["connect"]
+    assert "invalid utf-8" in r.stderr, r.stderr
+    assert "1 connections ended during the run" in r.stderr
+    assert j["deliveries"]["corrupt"] == j["deliveries"]["duplicate"] == 0
+    assert j["deliveries"]["misrouted"] == 0
+    assert r.returncode == 1
+    assert "GATE FAILED: disconnects" in r.stderr
+
+
 def test_integrity_gate_can_be_disabled(faulty, tmp_path):
     port = faulty("duplicate", COUNT)
     r = run_loadgen(scenario(port, tmp_path, "--no-integrity-gate"))

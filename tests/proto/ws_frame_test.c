@@ -257,6 +257,19 @@ static void test_each_error(void)
     n = mk(buf, 0x81, "ab\xE2\x82", 4, KEY); /* ends inside a character */
     CHECK_EQ(parse_err(&p, buf, n), WS_ERR_UTF8);
 
+    /* Left to the caller: text is passed through unchecked, whole or fragmented, but a close
+     * reason is still checked here. */
+    p = server();
+    ws_parser_caller_checks_utf8(&p);
+    n = mk(buf, 0x81, "ab\xC0\xAF", 4, KEY);
+    CHECK_EQ(parse_err(&p, buf, n), -1);
+    n = mk(buf, 0x01, "ab\xE2", 3, KEY);
+    CHECK_EQ(parse_err(&p, buf, n), -1);
+    n = mk(buf, 0x80, "\xFF", 1, KEY);
+    CHECK_EQ(parse_err(&p, buf, n), -1);
+    n = mk(buf, 0x88, "\x03\xE8\xFF", 3, KEY);
+    CHECK_EQ(parse_err(&p, buf, n), WS_ERR_UTF8);
+
     /* Close payload rules. */
     p = server();
     n = mk(buf, 0x88, "\x03", 1, KEY);
