@@ -7,7 +7,8 @@
  * server's cost per delivery is a memcpy, which lets one core of it outrun one core of the
  * load generator. Not a reference implementation: no limits, no heartbeats, no close codes.
  *
- * usage: fanout_server [PORT]   (0 or absent: any free port; prints "listening on ...")
+ * usage: fanout_server [PORT | --port PORT] [--bind 127.0.0.1]
+ *        (0 or absent: any free port; prints "listening on ..."; it binds 127.0.0.1 only)
  */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -255,7 +256,16 @@ int main(int argc, char **argv)
     signal(SIGPIPE, SIG_IGN);
     signal(SIGTERM, on_signal);
     signal(SIGINT, on_signal);
-    int port = argc > 1 ? atoi(argv[1]) : 0;
+    /* [PORT], or --port PORT (and --bind 127.0.0.1, accepted for bench/lib/servers.py) */
+    int port = 0;
+    for (int i = 1; i < argc; i++) {
+        if (!strcmp(argv[i], "--port") && i + 1 < argc)
+            port = atoi(argv[++i]);
+        else if (!strcmp(argv[i], "--bind") && i + 1 < argc)
+            i++;
+        else
+            port = atoi(argv[i]);
+    }
     int lfd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0);
     int one = 1;
     setsockopt(lfd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
