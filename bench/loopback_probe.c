@@ -61,18 +61,19 @@ int main(int argc, char **argv)
 {
     long writes = 50000, size = 240;
     int wcpu = 0, rcpu = 1;
-    bool json = false;
+    bool json = false, ok = true;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--writes") && i + 1 < argc)
             writes = atol(argv[++i]);
         else if (!strcmp(argv[i], "--size") && i + 1 < argc)
             size = atol(argv[++i]);
-        else if (!strcmp(argv[i], "--cpus") && i + 1 < argc &&
-                 sscanf(argv[++i], "%d,%d", &wcpu, &rcpu) == 2)
-            ;
+        else if (!strcmp(argv[i], "--cpus") && i + 1 < argc)
+            ok = sscanf(argv[++i], "%d,%d", &wcpu, &rcpu) == 2;
         else if (!strcmp(argv[i], "--json"))
             json = true;
-        else {
+        else
+            ok = false;
+        if (!ok) {
             fprintf(stderr,
                     "usage: loopback_probe [--writes N] [--size B] [--cpus W,R] [--json]\n");
             return 2;

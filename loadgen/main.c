@@ -225,6 +225,15 @@ static void progress_line(struct lg_run *run, struct progress *p, uint64_t now, 
     p->expected_1s_ago = exp;
 }
 
+/* The first connection error any worker recorded, or "". */
+static const char *first_error(const struct lg_run *run)
+{
+    for (unsigned t = 0; t < run->cfg.threads; t++)
+        if (run->workers[t].error[0])
+            return run->workers[t].error;
+    return "";
+}
+
 static void stop_workers(struct lg_run *run)
 {
     atomic_store_explicit(&run->phase, LG_PHASE_STOP, memory_order_release);
@@ -385,9 +394,7 @@ int main(int argc, char **argv)
     uint64_t setup_ns = now - run->t0;
     uint64_t failed = SUM(run, conn_failed);
     if (failed) {
-        const char *why = "";
-        for (unsigned t = 0; t < cfg->threads && !*why; t++)
-            why = run->workers[t].error;
+        const char *why = first_error(run);
         if (prog->on)
             fputc('\n', stderr);
         fprintf(stderr, "ringcast-load: %" PRIu64 " of %u connections failed: %s\n", failed,
@@ -470,9 +477,7 @@ int main(int argc, char **argv)
         status = LG_EXIT_USAGE;
     }
     if (res->st.disconnects) {
-        const char *why = "";
-        for (unsigned t = 0; t < cfg->threads && !*why; t++)
-            why = run->workers[t].error;
+        const char *why = first_error(run);
         fprintf(stderr,
                 "ringcast-load: %" PRIu64 " connections ended during the run; the first: %s\n",
                 res->st.disconnects, *why ? why : "(no reason recorded)");

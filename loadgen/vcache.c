@@ -32,7 +32,10 @@ static inline uint64_t load64(const uint8_t *p)
     return v;
 }
 
-uint64_t lg_vcache_hash(const uint8_t *msg, size_t len)
+/* A hash of msg's length and of four 8-byte words spread over it (the last one included): a
+ * payload's sequence numbers, send time and padding make every publish differ in them. It only
+ * picks a set; the memcmp decides. */
+static uint64_t vcache_hash(const uint8_t *msg, size_t len)
 {
     uint64_t h = len * UINT64_C(0x2545F4914F6CDD1D);
     if (len < 16) {
@@ -73,7 +76,7 @@ const struct lg_verified *lg_vcache_find(struct lg_vcache *vc, const uint8_t *ms
             return &vc->slots[n].v;
         }
     }
-    uint64_t hash = lg_vcache_hash(msg, len);
+    uint64_t hash = vcache_hash(msg, len);
     uint32_t set = set_of(hash);
     for (uint32_t i = set; i < set + LG_VCACHE_WAYS; i++) {
         struct lg_vslot *s = &vc->slots[i];
@@ -92,7 +95,7 @@ void lg_vcache_put(struct lg_vcache *vc, const uint8_t *msg, size_t len,
 {
     if (len == 0 || len > LG_VCACHE_MAX_MSG)
         return;
-    uint64_t hash = lg_vcache_hash(msg, len);
+    uint64_t hash = vcache_hash(msg, len);
     uint32_t set = set_of(hash), idx = set;
     for (uint32_t i = set + 1; i < set + LG_VCACHE_WAYS && vc->slots[idx].len; i++)
         if (!vc->slots[i].len || vc->slots[i].stamp < vc->slots[idx].stamp)

@@ -14,12 +14,11 @@
  * the recipient that verified it, and each connection remembers its last verified message:
  * the candidate is the one that followed it. Otherwise a hash of a sample of the message's
  * bytes picks a set of LG_VCACHE_WAYS slots. Either way the candidate only narrows the search;
- * the memcmp decides. A new message replaces the set's oldest. The sets
- * hold many more messages than are usually in flight at once (a closed loop's window, an open
- * loop's publishes not yet delivered everywhere), so a broadcast stays cached until its last
- * recipient on this worker has it. Memory is bounded: LG_VCACHE_SETS * LG_VCACHE_WAYS slots of
- * at most LG_VCACHE_MAX_MSG bytes each, allocated as messages arrive. Longer messages are never
- * kept.
+ * the memcmp decides. A new message replaces the set's oldest. The sets hold many more
+ * messages than are usually in flight at once (a closed loop's window, an open loop's publishes
+ * not yet delivered everywhere), so a broadcast stays cached until its last recipient on this
+ * worker has it. Memory is bounded: LG_VCACHE_SETS * LG_VCACHE_WAYS slots of at most
+ * LG_VCACHE_MAX_MSG bytes each, allocated as messages arrive. Longer messages are never kept.
  */
 #ifndef RINGCAST_LOADGEN_VCACHE_H
 #define RINGCAST_LOADGEN_VCACHE_H
@@ -64,10 +63,6 @@ struct lg_vcache {
 /* 0 or -ENOMEM. */
 int lg_vcache_init(struct lg_vcache *vc);
 void lg_vcache_free(struct lg_vcache *vc);
-
-/* A hash of msg's length and of four 8-byte words spread over it (the last one included): a
- * payload's sequence numbers, send time and padding make every publish differ in them. */
-uint64_t lg_vcache_hash(const uint8_t *msg, size_t len);
 
 /* The verified result for exactly these bytes, or NULL. *last is the connection's last
  * verified message (LG_VCACHE_NONE at first); on a hit it becomes this one. */
