@@ -167,7 +167,8 @@ def test_dead_peer_closed_by_heartbeat(make_engine):
     # pump answers pings for the live one; after 4 s the dead one must be gone
     pump([alive], 4.0)
     dead.paused = False
-    pump([dead], 3.0, until=lambda: dead.eof)
+    # keep answering the live one's pings meanwhile: it must still be there afterwards
+    pump([alive, dead], 3.0, until=lambda: dead.eof)
     assert dead.got_close and dead.close_code == 4000, (dead.close_code, dead.got_close, dead.eof)
     assert time.monotonic() - t0 < 7.0
     assert not alive.got_close and not alive.eof

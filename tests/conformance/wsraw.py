@@ -499,12 +499,16 @@ class Conn:
                 return op, data
 
     def recv_json(self, timeout=3.0, skip_events=False):
-        """Next text message parsed as JSON (pongs to our pings are skipped; other control
-        frames are an error here)."""
+        """Next text message parsed as JSON. Pongs to our pings are skipped; a server ping
+        (heartbeat) is answered with its pong, as every real client does, and skipped; a close
+        or any other frame is an error here."""
         deadline = time.monotonic() + timeout
         while True:
             op, data = self.recv_message(max(0.001, deadline - time.monotonic()))
             if op == OP_PONG:
+                continue
+            if op == OP_PING:
+                self.send_frame(OP_PONG, data)
                 continue
             if op != OP_TEXT:
                 raise AssertionError(f"expected a text message, got opcode {op:#x} {data[:125]!r}")
