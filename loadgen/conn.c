@@ -147,6 +147,19 @@ int lg_conn_queue(struct lg_worker *w, struct lg_conn *c, const void *data, size
     return 0;
 }
 
+/* Writes a masked client frame into out (WS_MAX_HEADER + len bytes); returns its size. */
+static size_t client_frame_write(struct ring_state *rs, uint8_t *out, uint8_t opcode,
+                                 const void *payload, size_t len)
+{
+    uint32_t key32 = (uint32_t)rng_next(rs);
+    uint8_t key[4];
+    memcpy(key, &key32, 4);
+    size_t h = ws_frame_header_write(out, opcode, true, len, key);
+    memcpy(out + h, payload, len);
+    ws_mask(out + h, len, key, 0);
+    return h + len;
+}
+
 int lg_conn_queue_frame(struct lg_worker *w, struct lg_conn *c, uint8_t opcode, const void *payload,
                         size_t len)
 {
@@ -155,14 +168,7 @@ int lg_conn_queue_frame(struct lg_worker *w, struct lg_conn *c, uint8_t opcode, 
         return 0;
     if (buf_reserve(&c->pend, WS_MAX_HEADER + len))
         return -ENOMEM;
-    uint32_t key32 = (uint32_t)rng_next(rs);
-    uint8_t key[4];
-    memcpy(key, &key32, 4);
-    uint8_t *p = c->pend.p + c->pend.len;
-    size_t h = ws_frame_header_write(p, opcode, true, len, key);
-    memcpy(p + h, payload, len);
-    ws_mask(p + h, len, key, 0);
-    c->pend.len += (uint32_t)(h + len);
+    c->pend.len += (uint32_t)client_frame_write(rs, c->pend.p + c->pend.len, opcode, payload, len);
     if (!c->send_busy)
         mark_dirty(rs, c);
     return 0;
@@ -241,6 +247,31 @@ static void conn_end(struct lg_worker *w, struct lg_conn *c, const char *fmt, ..
         close(c->fd);
         c->fd = -1;
     }
+}
+
+/* Writes a close frame (code, reason) straight to the socket, before a connection is ended: it
+ * is a few bytes, so a non-blocking send takes it unless the send buffer is full, which only
+ * the server's own failure to read can cause. Skipped when a send is in flight (its bytes and
+ * these could interleave) or a close already went out: the TCP close alone then ends it. */
+static void send_close_now(struct lg_worker *w, struct lg_conn *c, uint16_t code,
+                           const char *reason)
+{
+    struct ring_state *rs = w->priv;
+    if (c->fd < 0 || c->send_busy || c->close_sent)
+        return;
+    uint8_t payload[WS_MAX_CONTROL_PAYLOAD], frame[WS_MAX_HEADER + WS_MAX_CONTROL_PAYLOAD];
+    size_t n = ws_close_payload_write(payload, code, reason, reason ? strlen(reason) : 0);
+    n = client_frame_write(rs, frame, WS_OP_CLOSE, payload, n);
+    c->close_sent = true;
+    (void)!send(c->fd, frame, n, MSG_DONTWAIT | MSG_NOSIGNAL);
+}
+
+/* Fails the WebSocket connection on a protocol error from the server (RFC 6455 7.1.7): the
+ * server is told why with the matching close code (1002, 1007, 1009), then TCP is closed. */
+static void conn_fail(struct lg_worker *w, struct lg_conn *c, enum ws_err err)
+{
+    send_close_now(w, c, ws_err_close_code(err), ws_err_str(err));
+    conn_end(w, c, "bad frame from server: %s", ws_err_str(err));
 }
 
 static void arm_recv(struct ring_state *rs, struct lg_conn *c)
@@ -481,7 +512,7 @@ static void on_message(struct lg_worker *w, struct lg_conn *c, const uint8_t *p,
     }
     /* The frame parser left UTF-8 to us: bytes not seen before are checked here. */
     if (!utf8_valid(p, len)) {
-        conn_end(w, c, "bad frame from server: %s", ws_err_str(WS_ERR_UTF8));
+        conn_fail(w, c, WS_ERR_UTF8);
         return;
     }
     struct lg_msg m;
@@ -522,6 +553,8 @@ static bool on_frame(struct lg_worker *w, struct lg_conn *c, struct ws_frame *f,
         break;
     case WS_OP_PING: lg_conn_queue_frame(w, c, WS_OP_PONG, f->payload, f->len); break;
     case WS_OP_CLOSE:
+        /* Answer with the same code (RFC 6455 5.5.1) unless ours already went out. */
+        send_close_now(w, c, f->close_code, NULL);
         conn_end(w, c, "server closed the connection: %u %.*s", f->close_code,
                  (int)f->close_reason.len, f->close_reason.base);
         return false;
@@ -547,7 +580,7 @@ static void feed_frames(struct lg_worker *w, struct lg_conn *c, uint8_t *data, s
             continue;
         }
         if (r == WS_ERROR) {
-            conn_end(w, c, "bad frame from server: %s", ws_err_str(err));
+            conn_fail(w, c, err);
             return;
         }
         if (len == 0)
@@ -575,7 +608,7 @@ static void feed_frames(struct lg_worker *w, struct lg_conn *c, uint8_t *data, s
                 conn_end(w, c, "out of memory");
             return;
         } else {
-            conn_end(w, c, "bad frame from server: %s", ws_err_str(err));
+            conn_fail(w, c, err);
             return;
         }
     }
@@ -819,8 +852,10 @@ static void close_all(struct lg_worker *w)
     struct ring_state *rs = w->priv;
     static const uint8_t bye[2] = {0x03, 0xe8}; /* 1000 */
     for (unsigned i = 0; i < w->nconns; i++)
-        if (w->conns[i]->state == CS_READY)
+        if (w->conns[i]->state == CS_READY && !w->conns[i]->close_sent) {
             lg_conn_queue_frame(w, w->conns[i], WS_OP_CLOSE, bye, sizeof(bye));
+            w->conns[i]->close_sent = true;
+        }
     flush_dirty(rs);
     uint64_t until = lg_now_ns() + 100000000ull;
     for (;;) {

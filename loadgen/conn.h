@@ -39,6 +39,7 @@ struct lg_conn {
     bool is_pub;
     bool send_busy;
     bool recv_armed;
+    bool close_sent;         /* our close frame is queued or written: send no other */
     uint32_t out_off;        /* bytes of out already sent */
     struct lg_buf out, pend; /* see above */
     struct lg_buf carry;     /* handshake bytes, or the start of a frame split across reads */

@@ -274,12 +274,11 @@ int lg_report_html(const char *path, const struct lg_run *run, const struct lg_r
         (double)hist_percentile(&res->connect, 99) / 1e6);
     row(f, "load generator", "%.0f%% CPU, busiest thread %.0f%%%s", res->cpu_pct,
         res->max_thread_pct, res->saturated ? " (saturated)" : "");
+    char perconn[48];
     if (res->server)
-        row(f, "server",
-            "%.2f s CPU, RSS %ld kB (%.0f B per connection), %.1f CPU-us per 1000 "
-            "deliveries",
-            res->server_cpu_s, res->server_rss_kb, res->server_rss_per_conn,
-            res->server_cpu_us_per_1000);
+        row(f, "server", "%.2f s CPU, RSS %ld kB (%s), %.1f CPU-us per 1000 deliveries",
+            res->server_cpu_s, res->server_rss_kb,
+            lg_rss_per_conn_str(res, perconn, sizeof(perconn)), res->server_cpu_us_per_1000);
     fputs("</table>\n<p style=\"color:#777;font-size:12px\">Latency is measured per recipient: "
           "receive time minus the publish's send time (both CLOCK_MONOTONIC on this machine). "
           "The corrected series starts from the time the publish was due, so a stalled "

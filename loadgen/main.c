@@ -4,6 +4,7 @@
  * and gates. */
 #include <errno.h>
 #include <inttypes.h>
+#include <math.h>
 #include <stddef.h>
 #include <signal.h>
 #include <stdio.h>
@@ -457,9 +458,9 @@ int main(int argc, char **argv)
         res->server = true;
         res->server_cpu_s = srv2.cpu_s - srv1.cpu_s;
         res->server_rss_kb = srv2.rss_kb;
-        if (run->nconns)
-            res->server_rss_per_conn =
-                (double)(srv2.rss_kb - (srv0.ok ? srv0.rss_kb : 0)) * 1024.0 / run->nconns;
+        long grew_kb = srv2.rss_kb - (srv0.ok ? srv0.rss_kb : 0);
+        res->server_rss_per_conn =
+            run->nconns && grew_kb >= 0 ? (double)grew_kb * 1024.0 / run->nconns : NAN;
         if (res->st.delivered_measured)
             res->server_cpu_us_per_1000 =
                 res->server_cpu_s * 1e6 / ((double)res->st.delivered_measured / 1000.0);

@@ -2,6 +2,7 @@
  * --baseline). Every figure in the table is in the JSON; docs/loadgen.md says what each means. */
 #include <errno.h>
 #include <inttypes.h>
+#include <math.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -81,12 +82,13 @@ void lg_report_table(FILE *f, const struct lg_run *run, const struct lg_result *
             "cpu-second%s\n",
             res->cpu_pct, res->max_thread_pct, deliveries_per_cpu_s(res),
             res->saturated ? "  SATURATED" : "");
+    char perconn[48];
     if (res->server)
         fprintf(f,
-                "  server                 cpu %.2f s, rss %ld kB (%.0f B/conn), "
+                "  server                 cpu %.2f s, rss %ld kB (%s), "
                 "%.1f cpu-us per 1000 deliveries\n",
-                res->server_cpu_s, res->server_rss_kb, res->server_rss_per_conn,
-                res->server_cpu_us_per_1000);
+                res->server_cpu_s, res->server_rss_kb,
+                lg_rss_per_conn_str(res, perconn, sizeof(perconn)), res->server_cpu_us_per_1000);
     for (unsigned i = 0; i < res->ngates; i++) {
         const struct lg_gate *g = &res->gates[i];
         fprintf(f, "  gate %-28s %s  %.6g %s (limit %s %.6g)\n", g->name, g->ok ? "ok  " : "FAIL",
@@ -111,6 +113,15 @@ static void json_str(FILE *f, const char *s)
 }
 
 /* JSON has no NaN or infinity: they become null. */
+const char *lg_rss_per_conn_str(const struct lg_result *res, char *buf, size_t size)
+{
+    if (isnan(res->server_rss_per_conn))
+        snprintf(buf, size, "n/a per conn: RSS fell during the run");
+    else
+        snprintf(buf, size, "%.0f B/conn", res->server_rss_per_conn);
+    return buf;
+}
+
 static void json_num(FILE *f, double v)
 {
     if (v != v || v > 1e300 || v < -1e300)

@@ -35,7 +35,9 @@ struct lg_result {
     bool saturated;
     /* --server-pid */
     bool server;
-    double server_cpu_s, server_rss_per_conn, server_cpu_us_per_1000;
+    double server_cpu_s, server_cpu_us_per_1000;
+    double server_rss_per_conn; /* RSS growth since before connecting, per connection; NaN
+                                 * when RSS fell (a reused server handing memory back) */
     long server_rss_kb;
     /* gates */
     struct lg_gate gates[LG_MAX_GATES];
@@ -46,6 +48,8 @@ struct lg_result {
 
 /* report.c */
 void lg_report_table(FILE *f, const struct lg_run *run, const struct lg_result *res);
+/* "1027 B/conn", or "n/a per conn" when the growth is not measurable; into buf. */
+const char *lg_rss_per_conn_str(const struct lg_result *res, char *buf, size_t size);
 /* Writes the JSON report. Returns 0 or -errno. */
 int lg_report_json(const char *path, const struct lg_run *run, const struct lg_result *res);
 

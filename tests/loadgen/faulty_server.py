@@ -20,6 +20,8 @@ Faulted deliveries are number --start, --start + --every, ... (counting every de
 subscriber from 0). Deliveries to one connection are queued and written by one task per
 connection, so a connection sees events in seq order unless a fault says otherwise.
 
+--close-log FILE appends the close code of every client that leaves (1006: no close frame).
+
 --layout ringcast writes events exactly as ringcast does (the load generator's fast path);
 --layout spaced uses json.dumps's default separators (its fallback parser).
 """
@@ -195,6 +197,11 @@ async def handle(server, ws, path=None):
         for r in conn.rooms:
             server.rooms[r].remove(conn)
         server.conns.remove(conn)
+        if server.args.close_log:
+            # the code of the client's close frame; 1006 when it closed TCP without one
+            await ws.wait_closed()
+            with open(server.args.close_log, "a") as f:
+                f.write("%s\n" % ws.close_code)
         # let queued messages go out before the writer stops
         while not conn.queue.empty() and ws.open:
             await asyncio.sleep(0.01)
@@ -211,6 +218,7 @@ async def main():
     ap.add_argument("--start", type=int, default=50)
     ap.add_argument("--every", type=int, default=37)
     ap.add_argument("--layout", default="ringcast", choices=["ringcast", "spaced"])
+    ap.add_argument("--close-log", help="append the close code each client sent, one a line")
     args = ap.parse_args()
     server = Server(args)
     stop = asyncio.get_running_loop().create_future()

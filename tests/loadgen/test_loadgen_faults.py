@@ -1,6 +1,7 @@
 """ringcast-load against a deliberately faulty server: each fault is reported with its exact
 count, nothing else is reported, and the right gate fails."""
 import json
+import time
 
 import pytest
 
@@ -14,6 +15,18 @@ def scenario(port, tmp_path, *extra):
     return ["--url", "ws://127.0.0.1:%d/ws" % port, "--connections", 20, "--rooms", 2,
             "--rate", 200, "--duration", "1.5s", "--warmup", "300ms", "--drain", "1s",
             "--size", 128, "--json", tmp_path / "r.json"] + list(extra)
+
+
+def wait_for_lines(path, n, timeout=5.0):
+    """The server logs a close once its closing handshake ends: wait for n lines."""
+    deadline = time.monotonic() + timeout
+    lines = []
+    while time.monotonic() < deadline:
+        lines = path.read_text().split() if path.exists() else []
+        if len(lines) >= n:
+            break
+        time.sleep(0.05)
+    return lines
 
 
 def report(tmp_path):
@@ -69,9 +82,13 @@ def test_invalid_utf8_closes_that_connection_only(faulty, tmp_path):
     """Text that is not UTF-8 must end the connection that got it (RFC 6455 8.1), even though
     every other subscriber got the same event as valid bytes: the bad copy must not match the
     good one the load generator already verified."""
-    port = faulty("utf8", 1, start=55)
+    log = tmp_path / "closes"
+    port = faulty("utf8", 1, start=55, close_log=log)
     r = run_loadgen(scenario(port, tmp_path, "--max-loss", 0))
     j = report(tmp_path)
+    # the server is told why: 1007 from the one that got bad text, 1000 from all the others
+    codes = wait_for_lines(log, j["connect"]["established"])
+    assert codes.count("1007") == 1 and codes.count("1000") == len(codes) - 1, codes
     assert j["connect"]["disconnects"] == 1, j["connect"]
     assert "invalid utf-8" in r.stderr, r.stderr
     assert "1 connections ended during the run" in r.stderr
