@@ -7,6 +7,7 @@
  * a tiny ring of the main thread's own.
  */
 #include <errno.h>
+#include <malloc.h>
 #include <pthread.h>
 #include <sched.h>
 #include <signal.h>
@@ -131,6 +132,11 @@ int main(int argc, char **argv)
             return 2;
         }
     }
+    /* Workers call malloc_trim (worker.c). glibc sets its allocator up in the first thread
+     * that calls into it, and two threads doing so at once corrupt its arena counts (an abort
+     * at thread exit). With glibc's malloc in use, main's own mallocs did that long ago; under
+     * ASan, whose malloc replaces it, nothing has: do it here, before any worker starts. */
+    malloc_trim(0);
     unsigned started = 0;
     for (; started < n; started++) {
         r = worker_start(workers[started]);
