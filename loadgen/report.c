@@ -112,7 +112,6 @@ static void json_str(FILE *f, const char *s)
     fputc('"', f);
 }
 
-/* JSON has no NaN or infinity: they become null. */
 const char *lg_rss_per_conn_str(const struct lg_result *res, char *buf, size_t size)
 {
     if (isnan(res->server_rss_per_conn))
@@ -122,6 +121,7 @@ const char *lg_rss_per_conn_str(const struct lg_result *res, char *buf, size_t s
     return buf;
 }
 
+/* JSON has no NaN or infinity: they become null. */
 static void json_num(FILE *f, double v)
 {
     if (v != v || v > 1e300 || v < -1e300)

@@ -15,6 +15,8 @@ fault with the exact count:
   corrupt    one padding byte of the payload is changed    -> corrupt += 1
   utf8       one padding byte becomes 0xFF, which is not UTF-8 (a raw text frame): the
              client must close that connection              -> disconnects += 1
+  rsv        the delivery goes out as a text frame with RSV1 set (no extension was agreed):
+             the client must close that connection          -> disconnects += 1
 
 Faulted deliveries are number --start, --start + --every, ... (counting every delivery to a
 subscriber from 0). Deliveries to one connection are queued and written by one task per
@@ -105,7 +107,18 @@ class Server:
                 raw = text.encode()
                 i = raw.index(b'"x":"') + 6
                 sub.push(raw[:i] + b"\xff" + raw[i + 1:])
+            elif f == "rsv":
+                sub.push(RawFrame(0xC1, text.encode()))  # FIN | RSV1 | text
         return seq, len(subs)
+
+
+class RawFrame:
+    """A frame whose first byte is given (websockets refuses to write bad ones)."""
+
+    def __init__(self, byte0, payload):
+        n = len(payload)
+        head = bytes([byte0, n]) if n < 126 else bytes([byte0, 126]) + n.to_bytes(2, "big")
+        self.bytes = head + payload
 
 
 class Conn:
@@ -129,7 +142,10 @@ class Conn:
     async def writer(self):
         while True:
             text = await self.queue.get()
-            if isinstance(text, bytes):  # a text frame whose bytes are not valid UTF-8
+            if isinstance(text, RawFrame):
+                # whole frames are written one at a time, so this cannot split another one
+                self.ws.transport.write(text.bytes)
+            elif isinstance(text, bytes):  # a text frame whose bytes are not valid UTF-8
                 await self.ws.write_frame(True, 0x1, text)
             else:
                 await self.ws.send(text)
@@ -213,7 +229,7 @@ async def main():
     ap.add_argument("--port", type=int, default=0)
     ap.add_argument("--fault", default="none",
                     choices=["none", "drop", "duplicate", "reorder", "misroute", "corrupt",
-                             "utf8"])
+                             "utf8", "rsv"])
     ap.add_argument("--count", type=int, default=5)
     ap.add_argument("--start", type=int, default=50)
     ap.add_argument("--every", type=int, default=37)

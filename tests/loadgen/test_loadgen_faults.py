@@ -78,19 +78,24 @@ def test_fault_counted_exactly(faulty, tmp_path, fault, counter, layout):
     assert failed == [gate]
 
 
-def test_invalid_utf8_closes_that_connection_only(faulty, tmp_path):
-    """Text that is not UTF-8 must end the connection that got it (RFC 6455 8.1), even though
-    every other subscriber got the same event as valid bytes: the bad copy must not match the
-    good one the load generator already verified."""
+@pytest.mark.parametrize("fault,code,reason", [
+    ("utf8", "1007", "invalid utf-8"),
+    ("rsv", "1002", "reserved bits set"),
+])
+def test_bad_frame_closes_that_connection_only(faulty, tmp_path, fault, code, reason):
+    """Text that is not UTF-8 (RFC 6455 8.1) or a frame with a reserved bit set (5.2) must end
+    the connection that got it, even though every other subscriber got the same event as valid
+    bytes: the bad copy must not match the good one the load generator already verified."""
     log = tmp_path / "closes"
-    port = faulty("utf8", 1, start=55, close_log=log)
+    port = faulty(fault, 1, start=55, close_log=log)
     r = run_loadgen(scenario(port, tmp_path, "--max-loss", 0))
     j = report(tmp_path)
-    # the server is told why: 1007 from the one that got bad text, 1000 from all the others
+    # the server is told why: the code from the one that got the bad frame, 1000 from the others
     codes = wait_for_lines(log, j["connect"]["established"])
-    assert codes.count("1007") == 1 and codes.count("1000") == len(codes) - 1, codes
+    assert len(codes) == j["connect"]["established"], codes
+    assert codes.count(code) == 1 and codes.count("1000") == len(codes) - 1, codes
     assert j["connect"]["disconnects"] == 1, j["connect"]
-    assert "invalid utf-8" in r.stderr, r.stderr
+    assert "bad frame from server: " + reason in r.stderr, r.stderr
     assert "1 connections ended during the run" in r.stderr
     assert j["deliveries"]["corrupt"] == j["deliveries"]["duplicate"] == 0
     assert j["deliveries"]["misrouted"] == 0
