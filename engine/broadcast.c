@@ -1,6 +1,7 @@
 /* broadcast.c - sharded rooms, encode-once publish and cross-worker fan-out (see broadcast.h). */
 #include "broadcast.h"
 
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -22,10 +23,8 @@
 static struct xmsg *xmsg_new(struct worker *w, enum xmsg_type type, struct span room, size_t extra)
 {
     struct xmsg *m = malloc(sizeof(*m) + room.len + extra);
-    if (!m) {
-        fprintf(stderr, "ringcast: out of memory for a cross-worker message\n");
-        abort();
-    }
+    if (!m)
+        return NULL;
     memset(m, 0, sizeof(*m));
     m->type = (uint8_t)type;
     m->from = (uint8_t)w->id;
@@ -39,67 +38,186 @@ static struct span xmsg_room(const struct xmsg *m)
     return (struct span){m->data, m->room_len};
 }
 
-/* Tells the home how many subscribers of r this worker has now. */
-static void send_count(struct worker *w, struct room *r, bool want_ack)
+/* Posts m to worker to (never refused: the caller checked the window where one applies). */
+static void post_xmsg(struct worker *w, unsigned to, struct xmsg *m)
 {
-    struct xmsg *m = xmsg_new(w, XM_COUNT, room_name(r), 0);
-    m->count = r->nlocal;
-    m->want_ack = want_ack;
-    m->room_hash = r->hash;
-    r->sent_count = r->nlocal;
-    worker_post(w, room_home(r->hash, w->eng->nworkers), m, UD_XMSG);
+    m->to = (uint8_t)to;
+    worker_post(w, to, m, UD_XMSG);
+}
+
+/* The name as JSON string contents, for a reply when no room holds it escaped. */
+static struct span escape_name(struct span name, char *buf, size_t cap)
+{
+    struct jw jw;
+    jw_init(&jw, buf, cap);
+    jw_str(&jw, name.base, name.len);
+    return (struct span){buf + 1, jw.len - 2};
+}
+
+static void reply_error(struct conn *c, const char *code, const char *msg, struct span id)
+{
+    sendq_push(c, dispatch_reply_error(c->w, code, msg, id));
+}
+
+static void reply_oom(struct conn *c, struct span id)
+{
+    c->w->m.alloc_failures++;
+    reply_error(c, "OVERLOADED", "server out of memory: retry later", id);
+}
+
+/* ---- room lifetime ---- */
+
+/* Frees r if nothing needs it any more (room.h). */
+static void room_maybe_free(struct worker *w, struct room *r)
+{
+    if (r->nlocal || r->delivering || r->count_dirty)
+        return;
+    if (r->is_home ? r->remote == 0 : (r->join != ROOM_JOIN_PENDING && r->sent_count == 0))
+        room_remove(&w->rooms, r);
+}
+
+/* The home must hear r's new local count: once per room per iteration (bc_flush_counts). */
+static void count_changed(struct worker *w, struct room *r)
+{
+    if (r->count_dirty)
+        return;
+    r->count_dirty = true;
+    r->dnext = w->count_dirty;
+    w->count_dirty = r;
+}
+
+void bc_flush_counts(struct worker *w)
+{
+    struct room *r = w->count_dirty, *wait = NULL;
+    w->count_dirty = NULL;
+    while (r) {
+        struct room *next = r->dnext;
+        unsigned home = room_home(r->hash, w->eng->nworkers);
+        struct xmsg *m = NULL;
+        if (r->nlocal != r->sent_count && r->join == ROOM_JOIN_DONE) {
+            if (!worker_link_open(w, home) || !(m = xmsg_new(w, XM_COUNT, room_name(r), 0))) {
+                r->dnext = wait; /* no room on the link (or no memory): next iteration */
+                wait = r;
+                r = next;
+                continue;
+            }
+            m->count = r->nlocal;
+            m->room_hash = r->hash;
+            r->sent_count = r->nlocal;
+            post_xmsg(w, home, m);
+        }
+        r->count_dirty = false;
+        room_maybe_free(w, r);
+        r = next;
+    }
+    w->count_dirty = wait;
 }
 
 /* ---- subscribe / unsubscribe ---- */
+
+/* Queues reply on c held until m's join is acked. False when c refused it (closing). */
+static bool hold_reply(struct conn *c, struct member *m, struct frame *reply)
+{
+    frame_ref(reply, 1); /* the pending list's */
+    uint64_t pos = sendq_push_held(c, reply);
+    if (pos == UINT64_MAX) {
+        frame_release(reply);
+        return false;
+    }
+    if (!room_member_hold(m, pos, reply)) /* no memory to wait: let it go now */
+        sendq_release_held(c, pos, reply);
+    return true;
+}
 
 void bc_subscribe(struct conn *c, struct span name, struct span id)
 {
     struct worker *w = c->w;
     uint32_t hash = room_hash(name.base, name.len);
-    bool is_home = room_home(hash, w->eng->nworkers) == w->id;
+    unsigned home = room_home(hash, w->eng->nworkers);
+    bool is_home = home == w->id;
     struct room *r = room_find(&w->rooms, hash, name.base, name.len);
-    if (r && room_member_of(c, r)) {
-        /* Already in: answer as if new (idempotent), but if the join is still pending the
-         * answer is on its way. */
-        if (r->join != ROOM_JOIN_PENDING)
-            sendq_push(
-                c, dispatch_reply_channel(w, "subscribe", "subscribed", room_name_escaped(r), id));
+    struct member *m = r ? room_member_of(c, r) : NULL;
+    if (m) {
+        /* Already in: answered as if new (idempotent); while the join is pending, this
+         * answer too waits for the ack, behind the first. */
+        struct frame *reply =
+            dispatch_reply_channel(w, "subscribe", "subscribed", room_name_escaped(r), id);
+        if (m->pend && reply)
+            hold_reply(c, m, reply);
+        else
+            sendq_push(c, reply);
         return;
     }
     if (c->nsubs >= w->cfg->max_subscriptions) {
         char msg[96];
         snprintf(msg, sizeof(msg), "at most %u subscriptions per connection",
                  w->cfg->max_subscriptions);
-        sendq_push(c, dispatch_reply_error(w, "TOO_MANY_SUBSCRIPTIONS", msg, id));
+        reply_error(c, "TOO_MANY_SUBSCRIPTIONS", msg, id);
         return;
     }
-    if (!r)
-        r = room_get(&w->rooms, hash, name.base, name.len, is_home, w->eng->nworkers);
+    if (!r) {
+        if (atomic_load_explicit(&w->eng->nrooms, memory_order_relaxed) >= w->cfg->max_rooms) {
+            char msg[96];
+            snprintf(msg, sizeof(msg), "the server holds its maximum of %u rooms",
+                     w->cfg->max_rooms);
+            w->m.refused_rooms++;
+            reply_error(c, "TOO_MANY_ROOMS", msg, id);
+            return;
+        }
+        if (!is_home && !worker_link_open(w, home)) {
+            w->m.overloaded++;
+            reply_error(c, "OVERLOADED", "the room's worker is overloaded: retry later", id);
+            return;
+        }
+        if (!(r = room_get(&w->rooms, hash, name.base, name.len, is_home, w->eng->nworkers))) {
+            reply_oom(c, id);
+            return;
+        }
+    }
     struct frame *reply =
         dispatch_reply_channel(w, "subscribe", "subscribed", room_name_escaped(r), id);
+    if (!reply || !(m = room_member_add(r, c))) {
+        if (reply)
+            frame_release(reply);
+        reply_oom(c, id);
+        room_maybe_free(w, r);
+        return;
+    }
     if (is_home || r->join == ROOM_JOIN_DONE) {
-        room_member_add(r, c, NULL);
         sendq_push(c, reply);
         if (!is_home)
-            send_count(w, r, false);
+            count_changed(w, r);
         return;
     }
     /* Remote home and no ack yet: the response waits for it (see the ordering rule). */
-    room_member_add(r, c, reply);
+    if (!hold_reply(c, m, reply)) {
+        room_member_del(m);
+        room_maybe_free(w, r);
+        return;
+    }
     if (r->join == ROOM_JOIN_NONE) {
+        struct xmsg *x = xmsg_new(w, XM_COUNT, room_name(r), 0);
+        if (!x) {
+            room_member_del(m);
+            room_maybe_free(w, r);
+            reply_oom(c, id);
+            return;
+        }
         r->join = ROOM_JOIN_PENDING;
-        send_count(w, r, true);
+        x->count = r->nlocal;
+        x->want_ack = true;
+        x->room_hash = r->hash;
+        r->sent_count = r->nlocal;
+        post_xmsg(w, home, x);
     }
 }
 
 /* After a member left r on this worker: keep the home's count right, drop an empty room. */
 static void after_leave(struct worker *w, struct room *r)
 {
-    if (r->is_home || r->join != ROOM_JOIN_DONE)
-        return; /* home rooms live on; a pending join is reconciled on its ack */
-    send_count(w, r, false);
-    if (r->nlocal == 0 && !r->delivering)
-        room_remove(&w->rooms, r);
+    if (!r->is_home && r->join == ROOM_JOIN_DONE)
+        count_changed(w, r); /* a pending join is reconciled on its ack */
+    room_maybe_free(w, r);
 }
 
 void bc_unsubscribe(struct conn *c, struct span name, struct span id)
@@ -109,6 +227,8 @@ void bc_unsubscribe(struct conn *c, struct span name, struct span id)
     struct room *r = room_find(&w->rooms, hash, name.base, name.len);
     struct member *m = r ? room_member_of(c, r) : NULL;
     if (m) {
+        /* Queued behind a held "subscribed", which the leave releases: both answers go, in
+         * request order. */
         sendq_push(
             c, dispatch_reply_channel(w, "unsubscribe", "unsubscribed", room_name_escaped(r), id));
         room_member_del(m);
@@ -117,11 +237,8 @@ void bc_unsubscribe(struct conn *c, struct span name, struct span id)
     }
     /* Not subscribed: the answer is the same, the name escaped here since no room holds it. */
     char esc[CHANNEL_UNESCAPE_CAP + 2];
-    struct jw jw;
-    jw_init(&jw, esc, sizeof(esc));
-    jw_str(&jw, name.base, name.len);
     sendq_push(c, dispatch_reply_channel(w, "unsubscribe", "unsubscribed",
-                                         (struct span){esc + 1, jw.len - 2}, id));
+                                         escape_name(name, esc, sizeof(esc)), id));
 }
 
 void bc_leave_all(struct conn *c)
@@ -136,57 +253,79 @@ void bc_leave_all(struct conn *c)
 /* ---- publish ---- */
 
 /* Queues f on every local subscriber of r that is not waiting for its join ack. One atomic
- * add covers them all; each queue then owns one reference. */
+ * add covers them all; each queue then owns one reference. A push never closes or frees
+ * anything (a slow consumer is only marked), so the walk needs no care. */
 static void deliver_local(struct worker *w, struct room *r, struct frame *f)
 {
     uint32_t n = 0;
     for (struct member *m = r->members; m; m = m->rnext)
-        n += !m->reply;
+        n += !m->pend;
     if (!n)
         return;
     frame_ref(f, n);
-    /* A push can close its connection as a slow consumer, which leaves this room: step past
-     * the member first, and keep the room alive until the walk is over. */
-    r->delivering = true;
-    struct member *next;
-    for (struct member *m = r->members; m; m = next) {
-        next = m->rnext;
-        if (!m->reply)
+    for (struct member *m = r->members; m; m = m->rnext)
+        if (!m->pend)
             sendq_push(m->conn, f);
-    }
-    r->delivering = false;
     w->m.deliveries += n;
-    if (!r->is_home && r->join == ROOM_JOIN_DONE && r->nlocal == 0)
-        room_remove(&w->rooms, r);
 }
 
-/* On the home: sequence, encode once, fan out. Returns the subscriber count. */
-static uint64_t home_publish(struct worker *w, struct span name, uint32_t hash, struct span event,
-                             struct span payload, uint64_t *seq)
+/* A worker's link is full: its subscribers of this room miss the event, so it closes them. */
+static void frame_dropped(struct worker *w, unsigned target)
 {
-    struct room *r = room_get(&w->rooms, hash, name.base, name.len, true, w->eng->nworkers);
-    *seq = ++r->seq;
+    w->m.xframes_dropped++;
+    atomic_fetch_or(&w->eng->workers[target]->lost_from, 1ull << w->id);
+    if (w->mono_ms - w->xdrop_log_ms >= 1000) {
+        log_error("worker %u is %u messages behind: broadcast frames dropped for it, its "
+                  "subscribers of our rooms are closed with 1013",
+                  target, XLINK_WINDOW);
+        w->xdrop_log_ms = w->mono_ms;
+    }
+}
+
+/* On the home: sequence, encode once, fan out. A room nobody is subscribed to does not exist:
+ * its event is sequence 1 and reaches nobody. *r_out is the room (still alive) or NULL.
+ * Returns the subscriber count, or -1 when the frame could not be allocated. */
+static int64_t home_publish(struct worker *w, struct span name, uint32_t hash, struct span event,
+                            struct span payload, uint64_t *seq, struct room **r_out)
+{
+    struct room *r = room_find(&w->rooms, hash, name.base, name.len);
+    *r_out = r;
+    w->m.publishes++;
+    if (!r || (r->nlocal == 0 && r->remote == 0)) {
+        *seq = r ? ++r->seq : 1;
+        return 0;
+    }
     bool remote = r->mask != 0;
     struct frame *f =
         frame_alloc(EVENT_OVERHEAD + event.len + r->esc_len + payload.len, remote ? name.len : 0);
+    if (!f) {
+        w->m.alloc_failures++;
+        return -1;
+    }
+    *seq = ++r->seq;
     struct jw jw;
     frame_writer(f, &jw);
     env_write_event(&jw, event, room_name_escaped(r), payload, w->now_ms, *seq);
     frame_finish(f, WS_OP_TEXT, jw.len);
-    w->m.publishes++;
     if (remote) {
         char *room_copy = (char *)f->data + f->len;
         memcpy(room_copy, name.base, name.len);
         f->room = (struct span){room_copy, name.len};
         f->room_hash = hash;
         for (uint64_t mask = r->mask; mask; mask &= mask - 1) {
+            unsigned t = (unsigned)__builtin_ctzll(mask);
             frame_ref(f, 1);
-            worker_post(w, (unsigned)__builtin_ctzll(mask), f, UD_XFRAME);
+            if (!worker_post_try(w, t, f, UD_XFRAME)) {
+                frame_release(f);
+                frame_dropped(w, t);
+            }
         }
     }
+    r->delivering = true;
     deliver_local(w, r, f);
+    r->delivering = false;
     frame_release(f);
-    return r->nlocal + r->remote;
+    return (int64_t)(r->nlocal + r->remote);
 }
 
 void bc_publish(struct conn *c, struct span name, struct span event, struct span payload,
@@ -195,30 +334,57 @@ void bc_publish(struct conn *c, struct span name, struct span event, struct span
     struct worker *w = c->w;
     /* The escaped name is at most 6x the name; bound it by the real escaped length only when
      * the cheap bound is too big, so the common case escapes nothing here. */
+    char esc[CHANNEL_UNESCAPE_CAP + 2];
     size_t room_esc = name.len * 6;
-    if (EVENT_OVERHEAD + event.len + room_esc + payload.len > w->cfg->max_message_bytes) {
-        char esc[CHANNEL_UNESCAPE_CAP + 2];
-        struct jw jw;
-        jw_init(&jw, esc, sizeof(esc));
-        jw_str(&jw, name.base, name.len);
-        room_esc = jw.len - 2;
-    }
+    if (EVENT_OVERHEAD + event.len + room_esc + payload.len > w->cfg->max_message_bytes)
+        room_esc = escape_name(name, esc, sizeof(esc)).len;
     if (EVENT_OVERHEAD + event.len + room_esc + payload.len > w->cfg->max_message_bytes) {
         char msg[96];
         snprintf(msg, sizeof(msg), "the event would exceed %u bytes", w->cfg->max_message_bytes);
-        sendq_push(c, dispatch_reply_error(w, "TOO_LARGE", msg, id));
+        reply_error(c, "TOO_LARGE", msg, id);
         return;
     }
     uint32_t hash = room_hash(name.base, name.len);
     unsigned home = room_home(hash, w->eng->nworkers);
     if (home == w->id) {
         uint64_t seq;
-        uint64_t subs = home_publish(w, name, hash, event, payload, &seq);
-        struct room *r = room_find(&w->rooms, hash, name.base, name.len);
-        sendq_push(c, dispatch_reply_published(w, room_name_escaped(r), seq, subs, id));
+        struct room *r;
+        int64_t subs = home_publish(w, name, hash, event, payload, &seq, &r);
+        if (subs < 0) {
+            reply_oom(c, id);
+            return;
+        }
+        struct span ch = r ? room_name_escaped(r) : escape_name(name, esc, sizeof(esc));
+        sendq_push(c, dispatch_reply_published(w, ch, seq, (uint64_t)subs, id));
+        if (r)
+            room_maybe_free(w, r);
         return;
     }
+    if (!worker_link_open(w, home)) {
+        w->m.overloaded++;
+        reply_error(c, "OVERLOADED", "the room's worker is overloaded: retry later", id);
+        return;
+    }
+    /* The reply's place in c's queue is taken now; the home's ack fills it in. */
+    struct span ch = escape_name(name, esc, sizeof(esc));
+    struct frame *reply = frame_alloc(dispatch_published_cap(ch.len, id.len), 0);
     struct xmsg *m = xmsg_new(w, XM_PUBLISH, name, event.len + payload.len + id.len);
+    if (!reply || !m) {
+        if (reply)
+            frame_release(reply);
+        free(m);
+        reply_oom(c, id);
+        return;
+    }
+    frame_ref(reply, 1); /* the message's */
+    uint64_t pos = sendq_push_held(c, reply);
+    if (pos == UINT64_MAX) { /* c is closing: its publish goes nowhere */
+        frame_release(reply);
+        free(m);
+        return;
+    }
+    m->reply = reply;
+    m->reply_pos = pos;
     m->room_hash = hash;
     m->slot = c->slot;
     m->serial = c->serial;
@@ -229,23 +395,31 @@ void bc_publish(struct conn *c, struct span name, struct span event, struct span
     memcpy(p, event.base, event.len);
     memcpy(p + event.len, payload.base, payload.len);
     memcpy(p + event.len + payload.len, id.base, id.len);
-    worker_post(w, home, m, UD_XMSG);
+    post_xmsg(w, home, m);
 }
 
 /* ---- cross-worker messages ---- */
 
 static void on_count(struct worker *w, struct xmsg *m)
 {
-    struct room *r =
-        room_get(&w->rooms, m->room_hash, m->data, m->room_len, true, w->eng->nworkers);
-    r->remote = r->remote - r->wcount[m->from] + m->count;
-    r->wcount[m->from] = m->count;
-    if (m->count)
-        r->mask |= 1ull << m->from;
-    else
-        r->mask &= ~(1ull << m->from);
+    struct room *r = room_find(&w->rooms, m->room_hash, m->data, m->room_len);
+    if (!r && m->count)
+        r = room_get(&w->rooms, m->room_hash, m->data, m->room_len, true, w->eng->nworkers);
+    if (r) {
+        r->remote = r->remote - r->wcount[m->from] + m->count;
+        r->wcount[m->from] = m->count;
+        if (m->count)
+            r->mask |= 1ull << m->from;
+        else
+            r->mask &= ~(1ull << m->from);
+    } else if (m->count) {
+        w->m.alloc_failures++;
+        m->err = true; /* the join cannot be recorded: its subscribers are told */
+    }
     if (!m->want_ack) {
         free(m);
+        if (r)
+            room_maybe_free(w, r);
         return;
     }
     /* The mask is updated before the ack leaves: every event sequenced from now on is sent
@@ -253,28 +427,33 @@ static void on_count(struct worker *w, struct xmsg *m)
     m->type = XM_JOIN_ACK;
     unsigned to = m->from;
     m->from = (uint8_t)w->id;
-    worker_post(w, to, m, UD_XMSG);
+    post_xmsg(w, to, m);
+    if (r)
+        room_maybe_free(w, r);
 }
 
 static void on_join_ack(struct worker *w, struct xmsg *m)
 {
     struct room *r = room_find(&w->rooms, m->room_hash, m->data, m->room_len);
+    bool err = m->err;
     free(m);
     if (!r || r->join != ROOM_JOIN_PENDING)
         return;
-    r->join = ROOM_JOIN_DONE;
-    for (struct member *mb = r->members; mb; mb = mb->rnext) {
-        if (mb->reply) {
-            struct frame *reply = mb->reply;
-            mb->reply = NULL;
-            sendq_push(mb->conn, reply);
-        }
+    if (err) {
+        /* The home could not take the join: its waiting subscribers are closed (1011). */
+        r->join = ROOM_JOIN_NONE;
+        r->sent_count = 0;
+        for (struct member *mb = r->members; mb; mb = mb->rnext)
+            conn_close(mb->conn, WS_CLOSE_INTERNAL, "server out of memory");
+        return;
     }
+    r->join = ROOM_JOIN_DONE;
+    for (struct member *mb = r->members; mb; mb = mb->rnext)
+        room_member_release(mb);
     /* Members that came or went while the join was pending. */
     if (r->nlocal != r->sent_count)
-        send_count(w, r, false);
-    if (r->nlocal == 0 && !r->delivering)
-        room_remove(&w->rooms, r);
+        count_changed(w, r);
+    room_maybe_free(w, r);
 }
 
 static void on_publish(struct worker *w, struct xmsg *m)
@@ -283,11 +462,16 @@ static void on_publish(struct worker *w, struct xmsg *m)
     const char *p = m->data + m->room_len;
     struct span event = {p, m->event_len};
     struct span payload = {p + m->event_len, m->payload_len};
-    m->subscribers = home_publish(w, name, m->room_hash, event, payload, &m->seq);
+    struct room *r;
+    int64_t subs = home_publish(w, name, m->room_hash, event, payload, &m->seq, &r);
+    m->err = subs < 0;
+    m->subscribers = subs < 0 ? 0 : (uint64_t)subs;
     m->type = XM_PUB_ACK;
     unsigned to = m->from;
     m->from = (uint8_t)w->id;
-    worker_post(w, to, m, UD_XMSG);
+    post_xmsg(w, to, m);
+    if (r)
+        room_maybe_free(w, r);
 }
 
 static void on_pub_ack(struct worker *w, struct xmsg *m)
@@ -295,50 +479,61 @@ static void on_pub_ack(struct worker *w, struct xmsg *m)
     struct conn *c = worker_conn_lookup(w, m->slot, m->serial);
     if (c) {
         char esc[CHANNEL_UNESCAPE_CAP + 2];
-        struct jw jw;
-        jw_init(&jw, esc, sizeof(esc));
-        jw_str(&jw, m->data, m->room_len);
-        const char *id = m->data + m->room_len + m->event_len + m->payload_len;
-        sendq_push(c, dispatch_reply_published(w, (struct span){esc + 1, jw.len - 2}, m->seq,
-                                               m->subscribers, (struct span){id, m->id_len}));
+        struct span id = {m->data + m->room_len + m->event_len + m->payload_len, m->id_len};
+        if (m->err)
+            dispatch_write_error(w, m->reply, "OVERLOADED", "server out of memory: retry later",
+                                 id);
+        else
+            dispatch_write_published(w, m->reply, escape_name(xmsg_room(m), esc, sizeof(esc)),
+                                     m->seq, m->subscribers, id);
+        sendq_release_held(c, m->reply_pos, m->reply);
     }
+    frame_release(m->reply);
     free(m);
 }
 
 void bc_discard_xmsg(struct xmsg *m)
 {
+    if (m->reply)
+        frame_release(m->reply);
     free(m);
 }
 
 void bc_on_xmsg(struct worker *w, struct xmsg *m, int res)
 {
-    if (res < 0) {
-        /* Our MSG_RING failed (the target's completion queue overflowed): the message is
-         * lost. Counted and logged; the CQ is sized so this does not happen in practice. */
-        w->m.xmsg_failed++;
-        log_error("cross-worker message type %u lost: %s", m->type, strerror(-res));
-        free(m);
-        return;
-    }
+    (void)res;
     switch (m->type) {
     case XM_COUNT: on_count(w, m); break;
     case XM_JOIN_ACK: on_join_ack(w, m); break;
     case XM_PUBLISH: on_publish(w, m); break;
     case XM_PUB_ACK: on_pub_ack(w, m); break;
-    default: free(m); break;
+    default: bc_discard_xmsg(m); break;
     }
 }
 
 void bc_on_xframe(struct worker *w, struct frame *f, int res)
 {
-    if (res < 0) {
-        w->m.xmsg_failed++;
-        log_error("broadcast frame to a worker lost: %s", strerror(-res));
-        frame_release(f);
-        return;
-    }
+    (void)res;
     struct room *r = room_find(&w->rooms, f->room_hash, f->room.base, f->room.len);
-    if (r)
+    if (r) {
+        r->delivering = true;
         deliver_local(w, r, f);
+        r->delivering = false;
+        room_maybe_free(w, r);
+    }
     frame_release(f); /* the reference the home gave this worker */
+}
+
+void bc_close_lost(struct worker *w, uint64_t mask)
+{
+    unsigned closed = 0;
+    for (unsigned b = 0; b < w->rooms.nbuckets; b++)
+        for (struct room *r = w->rooms.buckets[b]; r; r = r->hnext) {
+            if (r->is_home || !((mask >> room_home(r->hash, w->eng->nworkers)) & 1))
+                continue;
+            for (struct member *m = r->members; m; m = m->rnext, closed++)
+                conn_close(m->conn, WS_CLOSE_TRY_AGAIN, "events lost: a worker fell behind");
+        }
+    log_error("events from workers 0x%llx were dropped for us: %u subscriptions closed (1013)",
+              (unsigned long long)mask, closed);
 }

@@ -9,10 +9,20 @@
  * Ordering: a client that got "subscribed" receives every event published after that
  * response was sent. On the home this is immediate. On another worker the first local
  * subscriber of a room makes the worker tell the home (a COUNT message asking for an ack) and
- * the "subscribed" response waits for the ack: the home adds the worker to the room's mask
- * before it acks, and MSG_RING delivers a worker's messages to another in order, so every event
- * sequenced after the ack reaches the worker after it. Later subscribers on that worker are
- * answered at once. With one worker all of this is direct calls.
+ * the "subscribed" response waits for the ack, held in the client's queue (sendq.h): the home
+ * adds the worker to the room's mask before it acks, and each link's messages are handled in
+ * the order they were posted (worker.h restores it whatever order the kernel delivers them
+ * in), so every event sequenced after the ack reaches the worker after it. Later subscribers
+ * on that worker are answered at once. With one worker all of this is direct calls.
+ *
+ * Reply order: a publish to a room homed elsewhere reserves its reply's place in the client's
+ * queue (a held frame that the ack fills in), like a pending subscribe, so replies leave in
+ * request order.
+ *
+ * Counts: a change in a worker's subscriber count of a remote room is not posted at once; the
+ * room goes on the worker's count_dirty list and one COUNT per room leaves at the end of the
+ * iteration, when the link has room (a reconnect storm costs one message per room, not per
+ * client).
  *
  * Cross-worker messages are struct xmsg, allocated by the sender and freed (or sent back as
  * the reply) by the receiver.
@@ -37,9 +47,14 @@ enum xmsg_type {
 };
 
 struct xmsg {
+    struct xmsg *next; /* the worker's retry list */
     uint8_t type;
     uint8_t from; /* sending worker */
+    uint8_t to;   /* target worker */
     bool want_ack;
+    bool err;            /* the home could not do it (out of memory) */
+    struct frame *reply; /* XM_PUBLISH: the held reply frame (a reference) and its position */
+    uint64_t reply_pos;
     uint32_t count;
     uint32_t room_hash;
     uint32_t slot; /* publisher connection */
@@ -69,5 +84,10 @@ void bc_on_xmsg(struct worker *w, struct xmsg *m, int res);
 void bc_on_xframe(struct worker *w, struct frame *f, int res);
 /* Frees a message or frame that arrived after the workers stopped serving (shutdown). */
 void bc_discard_xmsg(struct xmsg *m);
+/* Posts the counts of the rooms on the worker's count_dirty list (where the links allow). */
+void bc_flush_counts(struct worker *w);
+/* Closes (1013) the local subscribers of every room homed on a worker in mask: that worker
+ * could not post us some of their events. */
+void bc_close_lost(struct worker *w, uint64_t mask);
 
 #endif

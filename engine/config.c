@@ -75,6 +75,8 @@ static const struct opt opts[] = {
      "largest client message (all fragments); larger closes with 1009"},
     {"max-subscriptions", OPT_UINT, OFF(max_subscriptions), 1, 1000000, "rooms",
      "rooms one connection may join (TOO_MANY_SUBSCRIPTIONS beyond)"},
+    {"max-rooms", OPT_UINT, OFF(max_rooms), 1, 100000000, "rooms",
+     "rooms with subscribers across all workers (TOO_MANY_ROOMS beyond)"},
     {"max-queue-bytes", OPT_BYTES, OFF(max_queue_bytes), 4096, 1ull << 34, "bytes",
      "bytes queued to one connection before it is closed as a slow consumer (4008)"},
     {"rate-limit", OPT_UINT, OFF(rate_limit), 0, 10000000, "messages/s",
@@ -110,6 +112,7 @@ static void set_defaults(struct rc_config *c)
     c->max_message_bytes = RC_DEF_MAX_MESSAGE_BYTES;
     c->max_subscriptions = RC_DEF_MAX_SUBSCRIPTIONS;
     c->max_queue_bytes = RC_DEF_MAX_QUEUE_BYTES;
+    c->max_rooms = RC_DEF_MAX_ROOMS;
     c->rate_limit = RC_DEF_RATE_LIMIT;
     c->rate_burst = RC_DEF_RATE_BURST;
     c->heartbeat_s = RC_DEF_HEARTBEAT_S;

@@ -21,6 +21,7 @@ struct rc_config {
     unsigned max_connections;
     uint32_t max_message_bytes;
     unsigned max_subscriptions;
+    unsigned max_rooms;
     uint64_t max_queue_bytes;
     unsigned rate_limit; /* messages/s, 0 = off */
     unsigned rate_burst;

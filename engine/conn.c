@@ -21,20 +21,27 @@
 
 #define TICKS(ms) (((uint64_t)(ms) + WORKER_TICK_MS - 1) / WORKER_TICK_MS)
 
-static void xgrow(struct growbuf *b, size_t need)
+/* Grows b to hold need bytes. False when memory is short: the caller closes this connection
+ * (1011), which is what the shortage costs; the process and the other clients go on. */
+static bool xgrow(struct conn *c, struct growbuf *b, size_t need)
 {
     if (need <= b->cap)
-        return;
+        return true;
     size_t cap = b->cap ? b->cap : 512;
     while (cap < need)
         cap *= 2;
     uint8_t *p = realloc(b->p, cap);
     if (!p) {
-        fprintf(stderr, "ringcast: out of memory for a connection buffer\n");
-        abort();
+        char peer[64];
+        conn_peer_format(c, peer, sizeof(peer));
+        log_error("%s: out of memory for a %zu-byte input buffer, closing with 1011", peer, cap);
+        c->w->m.alloc_failures++;
+        conn_close(c, WS_CLOSE_INTERNAL, "server out of memory");
+        return false;
     }
     b->p = p;
     b->cap = (uint32_t)cap;
+    return true;
 }
 
 static void growbuf_free(struct growbuf *b)
@@ -76,8 +83,11 @@ static void conn_free(struct conn *c)
     struct worker *w = c->w;
     if (c->oq) {
         c->oq->inflight = 0;
+        c->oq->off = 0;
         sendq_discard(c);
     }
+    if (c->pong)
+        frame_release(c->pong);
     close(c->fd);
     w->slots[c->slot] = NULL;
     w->free_slots[w->nfree++] = c->slot;
@@ -91,25 +101,118 @@ void conn_put(struct conn *c)
         conn_free(c);
 }
 
+/* The connection no longer waits for its upgrade: give back its place among pending ones. */
+static void pending_done(struct conn *c)
+{
+    if (c->flags & CONN_PENDING) {
+        atomic_fetch_sub_explicit(&c->w->eng->npending, 1, memory_order_relaxed);
+        c->flags &= ~CONN_PENDING;
+    }
+}
+
+static void reap_add(struct conn *c)
+{
+    if (c->flags & CONN_REAP)
+        return;
+    c->flags |= CONN_REAP;
+    c->ops++; /* the reap list holds c */
+    c->reap_next = c->w->reap;
+    c->w->reap = c;
+}
+
 void conn_abort(struct conn *c)
 {
-    if (c->state != CONN_CLOSED) {
-        c->state = CONN_CLOSED;
-        tw_cancel(&c->w->tw, &c->timer);
-        bc_leave_all(c);
-        growbuf_free(&c->in);
-        growbuf_free(&c->frag);
-        /* Ends the armed recv (it completes with 0) and any send waiting for buffer space
-         * (-EPIPE): their completions drop the last holds and free the struct. */
-        shutdown(c->fd, SHUT_RDWR);
-        if (c->flags & CONN_COUNTED) {
-            atomic_fetch_sub_explicit(&c->w->eng->nconns, 1, memory_order_relaxed);
-            c->flags &= ~CONN_COUNTED;
-        }
+    if (c->state == CONN_CLOSED)
+        return;
+    c->flags |= CONN_ABORT_REQ;
+    reap_add(c);
+}
+
+void conn_close(struct conn *c, uint16_t code, const char *reason)
+{
+    if (c->state == CONN_CLOSED || (c->flags & (CONN_CLOSE_SENT | CONN_CLOSE_REQ | CONN_ABORT_REQ)))
+        return;
+    if (c->state == CONN_HANDSHAKE) {
+        conn_abort(c);
+        return;
+    }
+    c->flags |= CONN_CLOSE_REQ;
+    c->close_code = code;
+    c->close_reason = reason;
+    reap_add(c);
+}
+
+static void do_abort(struct conn *c)
+{
+    c->state = CONN_CLOSED;
+    tw_cancel(&c->w->tw, &c->timer);
+    bc_leave_all(c);
+    growbuf_free(&c->in);
+    growbuf_free(&c->frag);
+    /* Ends the armed recv (it completes with 0) and any send waiting for buffer space
+     * (-EPIPE): their completions drop the last holds and free the struct. */
+    shutdown(c->fd, SHUT_RDWR);
+    pending_done(c);
+    if (c->flags & CONN_COUNTED) {
+        atomic_fetch_sub_explicit(&c->w->eng->nconns, 1, memory_order_relaxed);
+        c->flags &= ~CONN_COUNTED;
     }
     sendq_discard(c);
-    if (c->ops == 0)
-        conn_free(c);
+}
+
+/* Enters CLOSING with our close (a frame, an HTTP error, or nothing when the peer has gone)
+ * queued last: nothing is queued after it, and the peer has the close wait to finish. */
+static void closing(struct conn *c)
+{
+    c->flags |= CONN_CLOSE_SENT;
+    c->state = CONN_CLOSING;
+    growbuf_free(&c->frag);
+    /* A closing connection gets no more events: leave now, so publishes stop counting it. */
+    bc_leave_all(c);
+    tw_schedule(&c->w->tw, &c->timer, c->w->tick + TICKS(WORKER_CLOSE_WAIT_MS));
+}
+
+static void do_close(struct conn *c)
+{
+    if (c->flags & CONN_SLOW)
+        sendq_discard(c); /* what the kernel has not started on: nobody waits for a slow one */
+    c->flags &= ~CONN_CLOSE_REQ;
+    /* Code 0: the peer half-closed without a close frame; flush what it asked for, no more. */
+    if (c->close_code && !sendq_push_force(c, frame_close(c->close_code, c->close_reason))) {
+        do_abort(c);
+        return;
+    }
+    closing(c);
+    if (sendq_empty(c) && (c->flags & CONN_PEER_CLOSED))
+        do_abort(c);
+}
+
+void conn_reap(struct worker *w)
+{
+    while (w->reap) {
+        struct conn *c = w->reap;
+        w->reap = c->reap_next;
+        c->flags &= ~CONN_REAP;
+        if (c->state != CONN_CLOSED) {
+            if (c->flags & CONN_ABORT_REQ)
+                do_abort(c);
+            else if (c->flags & CONN_CLOSE_REQ)
+                do_close(c);
+        }
+        conn_put(c);
+    }
+}
+
+/* Logs a refused accept at most once a second per worker, with what it suppressed. */
+static void log_refused_accept(struct worker *w, const char *why)
+{
+    w->refused_accepts++;
+    if (w->mono_ms - w->refused_log_ms < 1000)
+        return;
+    log_warn("refusing new connections: %s (%llu refused since the last line)", why,
+             (unsigned long long)w->refused_accepts);
+    w->refused_log_ms = w->mono_ms;
+    w->refused_accepts = 0;
 }
 
 void conn_accept(struct worker *w, int fd)
@@ -120,11 +223,25 @@ void conn_accept(struct worker *w, int fd)
         close(fd); /* more sockets than the slot table: cannot happen below the fd limit */
         return;
     }
-    struct conn *c = calloc(1, sizeof(*c));
-    if (!c) {
+    /* Connections still upgrading are capped like open ones: a client that opens sockets and
+     * never sends a request (slowloris) holds at most max_connections of them. */
+    unsigned pending = atomic_fetch_add_explicit(&w->eng->npending, 1, memory_order_relaxed);
+    if (pending >= w->cfg->max_connections) {
+        atomic_fetch_sub_explicit(&w->eng->npending, 1, memory_order_relaxed);
+        w->m.refused_pending++;
+        log_refused_accept(w, "as many upgrades pending as max-connections");
         close(fd);
         return;
     }
+    struct conn *c = calloc(1, sizeof(*c));
+    if (!c) {
+        atomic_fetch_sub_explicit(&w->eng->npending, 1, memory_order_relaxed);
+        w->m.alloc_failures++;
+        log_refused_accept(w, "out of memory for a connection");
+        close(fd);
+        return;
+    }
+    c->flags = CONN_PENDING;
     int one = 1;
     /* Events are small and latency is the product: never let Nagle hold one back. */
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
@@ -157,23 +274,6 @@ void conn_arm_recv(struct conn *c)
 
 /* ---- closing ---- */
 
-void conn_close_start(struct conn *c, uint16_t code, const char *reason)
-{
-    if (c->state == CONN_CLOSED || (c->flags & CONN_CLOSE_SENT))
-        return;
-    if (c->state == CONN_HANDSHAKE) {
-        conn_abort(c);
-        return;
-    }
-    sendq_push_force(c, frame_close(code, reason));
-    c->flags |= CONN_CLOSE_SENT;
-    c->state = CONN_CLOSING;
-    growbuf_free(&c->frag);
-    /* A closing connection gets no more events: leave now, so publishes stop counting it. */
-    bc_leave_all(c);
-    tw_schedule(&c->w->tw, &c->timer, c->w->tick + TICKS(WORKER_CLOSE_WAIT_MS));
-}
-
 /* Once our close (frame or HTTP error) has been sent: end our half of the stream, and if the
  * peer's close frame is in too, the connection is done. */
 static void maybe_finish(struct conn *c)
@@ -201,10 +301,12 @@ static void http_error(struct conn *c, int status, const char *body)
     size_t n = http_write_error(out, sizeof(out), status, body);
     c->w->m.handshake_errors++;
     log_debug("handshake refused with %d", status);
-    sendq_push_force(c, frame_raw(out, n));
-    c->flags |= CONN_CLOSE_SENT;
-    c->state = CONN_CLOSING;
-    tw_schedule(&c->w->tw, &c->timer, c->w->tick + TICKS(WORKER_CLOSE_WAIT_MS));
+    pending_done(c);
+    if (!sendq_push_force(c, frame_raw(out, n))) {
+        conn_abort(c);
+        return;
+    }
+    closing(c);
 }
 
 static void protocol_close(struct conn *c, enum ws_err err)
@@ -213,17 +315,40 @@ static void protocol_close(struct conn *c, enum ws_err err)
     conn_peer_format(c, peer, sizeof(peer));
     log_info("%s: protocol error: %s", peer, ws_err_str(err));
     c->w->m.protocol_closes++;
-    conn_close_start(c, ws_err_close_code(err), ws_err_str(err));
+    conn_close(c, ws_err_close_code(err), ws_err_str(err));
 }
 
 /* ---- input ---- */
 
 /* The upgrade request. Returns the bytes of the head, 0 for "need more", -1 when the
  * connection is being refused (input is ignored from here on). */
+/* True when buf holds the blank line that ends a request head (CRLF or bare LF endings, as
+ * the parser accepts). Searches only bytes not searched before, so a head that arrives a byte
+ * at a time costs linear time, not quadratic. */
+static bool head_complete(struct conn *c, const uint8_t *buf, size_t len)
+{
+    size_t i = c->head_scanned > 2 ? c->head_scanned - 2 : 0;
+    for (; i < len; i++) {
+        if (buf[i] != '\n')
+            continue;
+        if (i + 1 < len && buf[i + 1] == '\n')
+            return true;
+        if (i + 2 < len && buf[i + 1] == '\r' && buf[i + 2] == '\n')
+            return true;
+    }
+    c->head_scanned = (uint32_t)len;
+    return false;
+}
+
 static int handshake(struct conn *c, uint8_t *buf, size_t len)
 {
     struct worker *w = c->w;
     struct http_request req;
+    /* The first bytes are parsed at once (garbage is refused at once); after that the parser
+     * runs again only when the head is complete or too long. */
+    bool first = c->head_scanned == 0;
+    if (!head_complete(c, buf, len) && !first && len <= HTTP_MAX_HEAD_DEFAULT)
+        return 0;
     int r = http_request_parse((const char *)buf, len, HTTP_MAX_HEAD_DEFAULT, &req);
     if (r == HTTP_NEED_MORE)
         return 0;
@@ -250,6 +375,7 @@ static int handshake(struct conn *c, uint8_t *buf, size_t len)
         return -1;
     }
     c->flags |= CONN_COUNTED;
+    pending_done(c);
     char out[512];
     size_t hn = http_write_101(out, sizeof(out), req.ws_key, SPAN_NULL);
     sendq_push_force(c, frame_raw(out, hn));
@@ -273,7 +399,8 @@ static void on_message_frame(struct conn *c, const struct ws_frame *f)
     }
     /* Fragmented: reassemble (the parser already bounds the total by max_message). */
     if (f->len) { /* an empty fragment has nothing to keep (and frag.p may still be NULL) */
-        xgrow(&c->frag, (size_t)c->frag.len + f->len);
+        if (!xgrow(c, &c->frag, (size_t)c->frag.len + f->len))
+            return;
         memcpy(c->frag.p + c->frag.len, f->payload, f->len);
         c->frag.len += (uint32_t)f->len;
     }
@@ -283,26 +410,45 @@ static void on_message_frame(struct conn *c, const struct ws_frame *f)
     }
 }
 
+/* A ping counts against the rate limit like a message. Every ping is answered while the
+ * peer keeps up; while a send to it is still in flight (it has not taken our last bytes), an
+ * earlier pong that has not started to leave is replaced by this one (RFC 6455 5.5.3 allows
+ * answering only the most recent ping): a client that pings and never reads holds one pong,
+ * not one per ping. */
+static void on_ping(struct conn *c, const struct ws_frame *f)
+{
+    if (c->state != CONN_OPEN || !dispatch_admit(c))
+        return;
+    struct frame *pong = frame_from_bytes(WS_OP_PONG, f->payload, f->len);
+    if (!pong)
+        return;
+    frame_ref(pong, 1); /* c->pong's: its address stays unique while it is compared */
+    if (c->pong && (c->flags & CONN_SEND_BUSY) && sendq_replace(c, c->pong_pos, c->pong, pong)) {
+        frame_release(c->pong);
+        c->pong = pong;
+        return;
+    }
+    uint64_t pos = sendq_next_pos(c);
+    if (!sendq_push(c, pong)) {
+        frame_release(pong);
+        return;
+    }
+    if (c->pong)
+        frame_release(c->pong);
+    c->pong = pong;
+    c->pong_pos = pos;
+}
+
 /* One frame. Returns false when input stops mattering (the close handshake is done). */
 static bool on_frame(struct conn *c, const struct ws_frame *f)
 {
     switch (f->opcode) {
-    case WS_OP_PING:
-        if (!(c->flags & CONN_CLOSE_SENT))
-            sendq_push(c, frame_from_bytes(WS_OP_PONG, f->payload, f->len));
-        return true;
+    case WS_OP_PING: on_ping(c, f); return true;
     case WS_OP_PONG: return true;
     case WS_OP_CLOSE:
+        /* Echo the peer's code (an empty close is echoed empty), then close. */
         c->flags |= CONN_PEER_CLOSED;
-        if (!(c->flags & CONN_CLOSE_SENT)) {
-            /* Echo the peer's code (an empty close is echoed empty), then close. */
-            sendq_push_force(c, frame_close(f->close_code, NULL));
-            c->flags |= CONN_CLOSE_SENT;
-            c->state = CONN_CLOSING;
-            growbuf_free(&c->frag);
-            bc_leave_all(c);
-            tw_schedule(&c->w->tw, &c->timer, c->w->tick + TICKS(WORKER_CLOSE_WAIT_MS));
-        }
+        conn_close(c, f->close_code, NULL);
         return false;
     default: on_message_frame(c, f); return true;
     }
@@ -313,6 +459,8 @@ static bool on_frame(struct conn *c, const struct ws_frame *f)
 static int consume(struct conn *c, uint8_t *buf, size_t len, size_t *need)
 {
     *need = 0;
+    if (c->flags & (CONN_CLOSE_REQ | CONN_ABORT_REQ))
+        return -1; /* marked to close: its input no longer matters */
     if (c->state == CONN_HANDSHAKE)
         return handshake(c, buf, len);
     if (c->flags & CONN_PEER_CLOSED || c->state == CONN_CLOSED)
@@ -361,13 +509,15 @@ static void on_data(struct conn *c, uint8_t *data, size_t len)
         if (used < 0 || (size_t)used == len || c->state == CONN_CLOSED)
             return;
         size_t rest = len - (size_t)used;
-        xgrow(&c->in, need > rest ? need : rest);
+        if (!xgrow(c, &c->in, need > rest ? need : rest))
+            return;
         memcpy(c->in.p, data + used, rest);
         c->in.len = (uint32_t)rest;
         return;
     }
     /* A unit spans buffers: continue it in the connection's own buffer. */
-    xgrow(&c->in, (size_t)c->in.len + len);
+    if (!xgrow(c, &c->in, (size_t)c->in.len + len))
+        return;
     memcpy(c->in.p + c->in.len, data, len);
     c->in.len += (uint32_t)len;
     ssize_t used = consume_all(c, c->in.p, c->in.len, &need);
@@ -379,7 +529,7 @@ static void on_data(struct conn *c, uint8_t *data, size_t len)
     }
     memmove(c->in.p, c->in.p + used, c->in.len - (size_t)used);
     c->in.len -= (uint32_t)used;
-    xgrow(&c->in, need);
+    xgrow(c, &c->in, need);
 }
 
 void conn_on_recv(struct conn *c, int res, unsigned cqe_flags)
@@ -398,11 +548,17 @@ void conn_on_recv(struct conn *c, int res, unsigned cqe_flags)
     }
     if (c->state != CONN_CLOSED) {
         if (res == 0) {
-            /* The peer finished its side. When its close frame came with the FIN, our echo
-             * is still queued: let it go out first (maybe_finish closes once the queue is
-             * empty; the close-wait timer bounds it). Otherwise there is nobody to answer. */
-            if (!(c->state == CONN_CLOSING && (c->flags & CONN_PEER_CLOSED) && !sendq_empty(c)))
+            /* The peer finished its side (a half-close, or a close frame with the FIN). What
+             * is queued for it (replies, an HTTP error, our close echo) still goes out, within
+             * the close wait; then maybe_finish closes. With nothing queued or pending there
+             * is nobody to answer. */
+            c->flags |= CONN_PEER_CLOSED;
+            if (c->flags & (CONN_CLOSE_REQ | CONN_ABORT_REQ))
+                ; /* the reaper queues the close; maybe_finish ends it once sent */
+            else if (sendq_empty(c) || c->state == CONN_HANDSHAKE)
                 conn_abort(c);
+            else if (c->state == CONN_OPEN)
+                conn_close(c, 0, NULL); /* flush, no close frame: the peer is not reading */
         } else if (res < 0 && res != -ENOBUFS) {
             if (res != -ECONNRESET)
                 log_debug("recv failed: %s", strerror(-res));
@@ -447,7 +603,7 @@ void conn_on_timer(struct tw_entry *e, void *arg)
             log_info("%s: no answer to heartbeat ping, closing with 4000", peer);
             w->m.heartbeat_closes++;
             c->flags &= ~CONN_PING_OUT;
-            conn_close_start(c, 4000, "heartbeat timeout");
+            conn_close(c, 4000, "heartbeat timeout");
             return;
         }
         uint64_t due = (uint64_t)c->last_rx_tick + hb;
@@ -455,7 +611,8 @@ void conn_on_timer(struct tw_entry *e, void *arg)
             tw_schedule(&w->tw, &c->timer, due); /* active since: check again later */
             return;
         }
-        sendq_push(c, frame_from_bytes(WS_OP_PING, "rc", 2));
+        if (!sendq_push(c, frame_from_bytes(WS_OP_PING, "rc", 2)))
+            return; /* a slow consumer: its close wait, not the heartbeat, bounds it now */
         c->flags |= CONN_PING_OUT;
         tw_schedule(&w->tw, &c->timer, w->tick + TICKS(cfg->heartbeat_timeout_s * 1000));
         return;

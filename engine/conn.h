@@ -8,8 +8,15 @@
  * memberships, and (while frames wait) its send queue.
  *
  * Lifetime: the struct is freed once it is closed and no operation refers to it any more
- * (`ops` counts the armed recv and the send in flight); other workers never hold a pointer to
- * it, they name it by (slot, serial).
+ * (`ops` counts the armed recv, the send in flight and every worker list holding it); other
+ * workers never hold a pointer to it, they name it by (slot, serial).
+ *
+ * Lifetimes follow the loop, not the call stack: a handler that decides a connection must go
+ * (protocol error, rate limit, slow consumer, heartbeat, shutdown, a failed send) only marks it
+ * with conn_close or conn_abort. The worker reaps marked connections after the completion being
+ * handled (conn_reap), so memberships, rooms, the fragment buffer and the connection itself
+ * stay valid for every caller still on the stack. From the mark on, the connection reads no
+ * more input and queues nothing more.
  */
 #ifndef RINGCAST_ENGINE_CONN_H
 #define RINGCAST_ENGINE_CONN_H
@@ -34,15 +41,20 @@ enum conn_state {
 };
 
 /* flags */
-#define CONN_RECV_ARMED  0x01  /* a multishot recv is armed */
-#define CONN_SEND_BUSY   0x02  /* a sendmsg is in flight */
-#define CONN_DIRTY       0x04  /* on the worker's dirty list */
-#define CONN_PING_OUT    0x08  /* heartbeat ping sent, waiting for any traffic */
-#define CONN_CLOSE_SENT  0x10  /* a close frame is queued: queue nothing after it */
-#define CONN_PEER_CLOSED 0x20  /* the peer's close frame arrived */
-#define CONN_REARM       0x40  /* on the worker's re-arm list */
-#define CONN_COUNTED     0x80  /* holds one of eng->nconns */
-#define CONN_SHUT_WR     0x100 /* our side of the TCP stream is finished */
+#define CONN_RECV_ARMED  0x01   /* a multishot recv is armed */
+#define CONN_SEND_BUSY   0x02   /* a sendmsg is in flight */
+#define CONN_DIRTY       0x04   /* on the worker's dirty list */
+#define CONN_PING_OUT    0x08   /* heartbeat ping sent, waiting for any traffic */
+#define CONN_CLOSE_SENT  0x10   /* a close frame is queued: queue nothing after it */
+#define CONN_PEER_CLOSED 0x20   /* the peer's close frame arrived */
+#define CONN_REARM       0x40   /* on the worker's re-arm list */
+#define CONN_COUNTED     0x80   /* holds one of eng->nconns */
+#define CONN_SHUT_WR     0x100  /* our side of the TCP stream is finished */
+#define CONN_CLOSE_REQ   0x200  /* conn_close was called: the reaper queues the close frame */
+#define CONN_ABORT_REQ   0x400  /* conn_abort was called: the reaper shuts the socket down */
+#define CONN_REAP        0x800  /* on the worker's reap list */
+#define CONN_SLOW        0x1000 /* slow consumer: the reaper drops the queue before closing */
+#define CONN_PENDING     0x2000 /* holds one of eng->npending (upgrade not finished) */
 
 struct growbuf {
     uint8_t *p;
@@ -55,10 +67,13 @@ struct conn {
     uint32_t slot;
     uint64_t serial; /* unique per worker and run: the connection id is "w<worker>-<serial>" */
     uint8_t state;
-    uint16_t flags;
-    uint8_t ops; /* operations in flight that point at this struct */
-    uint16_t nsubs;
-    uint16_t rl_strikes; /* rate-limited messages in a row */
+    uint8_t ops;         /* operations in flight and worker lists that point at this struct */
+    uint16_t close_code; /* requested by conn_close, queued by the reaper */
+    uint32_t flags;
+    uint32_t nsubs;
+    uint32_t rl_strikes;      /* rate-limited messages since the bucket was last full */
+    uint32_t head_scanned;    /* request head bytes searched for its end so far */
+    const char *close_reason; /* a string literal */
     uint32_t last_rx_tick;
     uint32_t rl_tokens_milli; /* token bucket, in thousandths of a message */
     int64_t rl_last_ms;
@@ -68,6 +83,9 @@ struct conn {
     struct outq *oq;     /* send queue, NULL while nothing is queued (sendq.h) */
     struct conn *dirty_next;
     struct conn *rearm_next;
+    struct conn *reap_next;
+    struct frame *pong; /* the last pong queued (a reference), for coalescing */
+    uint64_t pong_pos;  /* its queue position (sendq.h) */
     struct member *subs;
     struct tw_entry timer;
 };
@@ -84,11 +102,16 @@ void conn_on_send_done(struct conn *c);
  * is closed and nothing holds it any more. */
 void conn_put(struct conn *c);
 
-/* Queues a close frame with code and reason after everything already queued, stops reading
- * messages, and gives the peer WORKER_CLOSE_WAIT_MS to answer. */
-void conn_close_start(struct conn *c, uint16_t code, const char *reason);
-/* Shuts the socket down now, dropping queued frames; the struct goes once ops reach zero. */
+/* Marks c to close with code and reason (a string literal): input stops now; the reaper
+ * leaves its rooms, queues the close frame after everything already queued (after dropping
+ * the queue, for a slow consumer) and gives the peer WORKER_CLOSE_WAIT_MS to answer. */
+void conn_close(struct conn *c, uint16_t code, const char *reason);
+/* Marks c to be shut down at once, dropping queued frames; the reaper does it and the struct
+ * goes once ops reach zero. */
 void conn_abort(struct conn *c);
+/* Carries out the closes and aborts marked since the last call (the worker calls it after
+ * each completion and each timer pass). */
+void conn_reap(struct worker *w);
 
 /* Arms (or re-arms) the multishot recv. */
 void conn_arm_recv(struct conn *c);

@@ -17,6 +17,9 @@
 #define RC_DEF_MAX_MESSAGE_BYTES 65536
 /* Rooms one connection may join: bounds per-connection memory. */
 #define RC_DEF_MAX_SUBSCRIPTIONS 100
+/* Rooms across all workers: a room costs about 200 bytes plus its name on its home and on
+ * every other worker with subscribers, so 100,000 bound the room tables to tens of MB. */
+#define RC_DEF_MAX_ROOMS 100000
 /* Bytes queued to one connection before it is a slow consumer (closed with 4008). */
 #define RC_DEF_MAX_QUEUE_BYTES (1024 * 1024)
 /* Client messages per second (token bucket refill); 0 disables the limit. */

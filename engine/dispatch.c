@@ -24,6 +24,8 @@ struct frame *dispatch_welcome(struct conn *c)
 {
     struct worker *w = c->w;
     struct frame *f = frame_alloc(REPLY_BASE, 0);
+    if (!f)
+        return NULL;
     struct jw jw;
     frame_writer(f, &jw);
     char id[32];
@@ -44,6 +46,8 @@ struct frame *dispatch_reply_channel(struct worker *w, const char *event, const 
                                      struct span channel_esc, struct span id)
 {
     struct frame *f = frame_alloc(REPLY_BASE + channel_esc.len + id.len, 0);
+    if (!f)
+        return NULL;
     struct jw jw;
     frame_writer(f, &jw);
     env_write_response_begin(&jw, span_from_cstr(event));
@@ -57,10 +61,14 @@ struct frame *dispatch_reply_channel(struct worker *w, const char *event, const 
     return f;
 }
 
-struct frame *dispatch_reply_published(struct worker *w, struct span channel_esc, uint64_t seq,
-                                       uint64_t subscribers, struct span id)
+size_t dispatch_published_cap(size_t channel_esc_len, size_t id_len)
 {
-    struct frame *f = frame_alloc(REPLY_BASE + channel_esc.len + id.len, 0);
+    return REPLY_BASE + channel_esc_len + id_len;
+}
+
+void dispatch_write_published(struct worker *w, struct frame *f, struct span channel_esc,
+                              uint64_t seq, uint64_t subscribers, struct span id)
+{
     struct jw jw;
     frame_writer(f, &jw);
     env_write_response_begin(&jw, SPAN_LIT("publish"));
@@ -73,23 +81,40 @@ struct frame *dispatch_reply_published(struct worker *w, struct span channel_esc
     jw_lit(&jw, "}");
     env_write_end(&jw, id, w->now_ms);
     frame_finish(f, WS_OP_TEXT, jw.len);
+}
+
+struct frame *dispatch_reply_published(struct worker *w, struct span channel_esc, uint64_t seq,
+                                       uint64_t subscribers, struct span id)
+{
+    struct frame *f = frame_alloc(dispatch_published_cap(channel_esc.len, id.len), 0);
+    if (f)
+        dispatch_write_published(w, f, channel_esc, seq, subscribers, id);
     return f;
+}
+
+void dispatch_write_error(struct worker *w, struct frame *f, const char *code, const char *message,
+                          struct span id)
+{
+    struct jw jw;
+    frame_writer(f, &jw);
+    env_write_error(&jw, code, message, id, w->now_ms);
+    frame_finish(f, WS_OP_TEXT, jw.len);
 }
 
 struct frame *dispatch_reply_error(struct worker *w, const char *code, const char *message,
                                    struct span id)
 {
     struct frame *f = frame_alloc(REPLY_BASE + 6 * strlen(message) + id.len, 0);
-    struct jw jw;
-    frame_writer(f, &jw);
-    env_write_error(&jw, code, message, id, w->now_ms);
-    frame_finish(f, WS_OP_TEXT, jw.len);
+    if (f)
+        dispatch_write_error(w, f, code, message, id);
     return f;
 }
 
 static struct frame *reply_pong(struct worker *w)
 {
     struct frame *f = frame_alloc(64, 0);
+    if (!f)
+        return NULL;
     struct jw jw;
     frame_writer(f, &jw);
     jw_lit(&jw, "{\"type\":\"pong\"");
@@ -126,9 +151,22 @@ static bool rate_ok(struct conn *c)
         return true;
     }
     c->rl_tokens_milli = (uint32_t)tokens;
-    if (c->rl_strikes < UINT16_MAX)
+    if (c->rl_strikes < UINT32_MAX)
         c->rl_strikes++;
     c->w->m.rate_limited++;
+    return false;
+}
+
+bool dispatch_admit(struct conn *c)
+{
+    if (rate_ok(c))
+        return true;
+    if (c->rl_strikes > 2 * (uint64_t)c->w->cfg->rate_burst) {
+        char peer[64];
+        conn_peer_format(c, peer, sizeof(peer));
+        log_info("%s: rate limit exceeded persistently, closing with 1008", peer);
+        conn_close(c, WS_CLOSE_POLICY, "rate limit exceeded");
+    }
     return false;
 }
 
@@ -163,20 +201,19 @@ void dispatch_message(struct conn *c, const char *msg, size_t len)
     struct env_request req;
     w->m.messages_in++;
     enum env_err err = env_request_parse(msg, len, w->toks, ENV_MAX_TOKENS, &req);
-    if (!rate_ok(c)) {
-        if (c->rl_strikes > 2 * (uint32_t)w->cfg->rate_burst) {
-            char peer[64];
-            conn_peer_format(c, peer, sizeof(peer));
-            log_info("%s: rate limit exceeded persistently, closing with 1008", peer);
-            conn_close_start(c, WS_CLOSE_POLICY, "rate limit exceeded");
-            return;
-        }
+    if (!dispatch_admit(c)) {
+        /* Refused: answered RATE_LIMITED, unless the refusal closed the connection. */
         error(c, "RATE_LIMITED", "too many messages: slow down",
               err == ENV_OK ? req.id : SPAN_NULL);
         return;
     }
     if (err != ENV_OK) {
         error(c, "INVALID_MESSAGE", env_err_str(err), SPAN_NULL);
+        return;
+    }
+    if (w->draining) {
+        /* Shutdown: what is already published is delivered; nothing new is taken. */
+        error(c, "SHUTTING_DOWN", "the server is shutting down: reconnect later", req.id);
         return;
     }
     struct span ch;
@@ -194,6 +231,10 @@ void dispatch_message(struct conn *c, const char *msg, size_t len)
     }
     if (span_eq_lit(req.event, "ping")) {
         struct frame *f = frame_alloc(REPLY_BASE + req.id.len, 0);
+        if (!f) {
+            sendq_push(c, NULL); /* counted and closed as an allocation failure */
+            return;
+        }
         struct jw jw;
         frame_writer(f, &jw);
         env_write_response_begin(&jw, SPAN_LIT("pong"));

@@ -10,10 +10,8 @@
 struct frame *frame_alloc(size_t cap, size_t room_len)
 {
     struct frame *f = malloc(sizeof(*f) + WS_MAX_HEADER_UNMASKED + cap + room_len);
-    if (!f) {
-        fprintf(stderr, "ringcast: out of memory allocating a %zu-byte frame\n", cap);
-        abort();
-    }
+    if (!f)
+        return NULL;
     atomic_init(&f->refs, 1);
     f->len = 0;
     f->data = f->buf + WS_MAX_HEADER_UNMASKED;
@@ -37,6 +35,8 @@ void frame_finish(struct frame *f, uint8_t opcode, size_t len)
 struct frame *frame_from_bytes(uint8_t opcode, const void *payload, size_t len)
 {
     struct frame *f = frame_alloc(len, 0);
+    if (!f)
+        return NULL;
     memcpy(f->buf + WS_MAX_HEADER_UNMASKED, payload, len);
     frame_finish(f, opcode, len);
     return f;
@@ -45,6 +45,8 @@ struct frame *frame_from_bytes(uint8_t opcode, const void *payload, size_t len)
 struct frame *frame_raw(const void *bytes, size_t len)
 {
     struct frame *f = frame_alloc(len, 0);
+    if (!f)
+        return NULL;
     memcpy(f->data, bytes, len);
     f->len = (uint32_t)len;
     return f;

@@ -34,7 +34,8 @@ struct frame {
 };
 
 /* Allocates a frame with room for a payload of up to cap bytes (and, after it, room_len bytes
- * for a room name). Returns it with one reference held by the caller; aborts on OOM. */
+ * for a room name). Returns it with one reference held by the caller, or NULL when memory is
+ * short (every builder below too). */
 struct frame *frame_alloc(size_t cap, size_t room_len);
 
 /* A JSON writer over the frame's payload area (after the reserved header bytes). */

@@ -24,6 +24,7 @@
 #include "log.h"
 #include "metrics.h"
 #include "proto/http.h"
+#include "room.h"
 #include "worker.h"
 
 #ifndef RINGCAST_VERSION
@@ -73,6 +74,19 @@ static unsigned usable_cpus(int *cpus, unsigned max)
         if (CPU_ISSET(i, &set))
             cpus[n++] = i;
     return n;
+}
+
+/* RINGCAST_TEST_XMSG_ORDER=reverse|shuffle: a test hook that scrambles the order in which
+ * each worker handles a batch of cross-worker messages (tests/abuse, docs/hardening.md). */
+static int xorder_test_mode(void)
+{
+    const char *v = getenv("RINGCAST_TEST_XMSG_ORDER");
+    if (!v || !*v)
+        return 0;
+    int mode = strcmp(v, "reverse") == 0 ? 1 : strcmp(v, "shuffle") == 0 ? 2 : 0;
+    log_warn("test hook RINGCAST_TEST_XMSG_ORDER=%s: cross-worker batches are %s", v,
+             mode ? "scrambled" : "left alone (unknown value)");
+    return mode;
 }
 
 int main(int argc, char **argv)
@@ -125,6 +139,8 @@ int main(int argc, char **argv)
     pthread_cond_init(&eng.cond, NULL);
     struct worker *workers[RC_MAX_THREADS];
     eng.workers = workers;
+    eng.xorder_test = xorder_test_mode();
+    room_hash_init();
     for (unsigned i = 0; i < n; i++) {
         workers[i] = worker_new(&eng, i, ncpus ? cpus[i % ncpus] : -1, fds[i]);
         if (!workers[i]) {

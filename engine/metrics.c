@@ -19,8 +19,10 @@ void metrics_log(const struct metrics *m)
              " handshake_errors=%" PRIu64 " protocol_closes=%" PRIu64 " slow_consumers=%" PRIu64
              " heartbeat_closes=%" PRIu64 " messages_in=%" PRIu64 " publishes=%" PRIu64
              " deliveries=%" PRIu64 " sends=%" PRIu64 " rate_limited=%" PRIu64 " enobufs=%" PRIu64
-             " xmsg_failed=%" PRIu64,
+             " xmsg_failed=%" PRIu64 " refused_pending=%" PRIu64 " refused_rooms=%" PRIu64
+             " alloc_failures=%" PRIu64 " xframes_dropped=%" PRIu64 " overloaded=%" PRIu64,
              m->accepted, m->upgraded, m->refused_full, m->handshake_errors, m->protocol_closes,
              m->slow_consumers, m->heartbeat_closes, m->messages_in, m->publishes, m->deliveries,
-             m->sends, m->rate_limited, m->enobufs, m->xmsg_failed);
+             m->sends, m->rate_limited, m->enobufs, m->xmsg_failed, m->refused_pending,
+             m->refused_rooms, m->alloc_failures, m->xframes_dropped, m->overloaded);
 }

@@ -21,8 +21,13 @@ struct metrics {
     uint64_t deliveries; /* frames queued to subscribers */
     uint64_t sends;      /* sendmsg operations submitted */
     uint64_t rate_limited;
-    uint64_t enobufs;     /* recv re-armed after the buffer ring ran dry */
-    uint64_t xmsg_failed; /* cross-worker messages the kernel refused */
+    uint64_t enobufs;         /* recv re-armed after the buffer ring ran dry */
+    uint64_t xmsg_failed;     /* cross-worker messages the kernel refused */
+    uint64_t refused_pending; /* accepts refused: max_connections upgrades already pending */
+    uint64_t refused_rooms;   /* subscribes refused: max_rooms reached */
+    uint64_t alloc_failures;  /* allocations that failed (the client that caused it pays) */
+    uint64_t xframes_dropped; /* broadcast frames not posted: the target's link was full */
+    uint64_t overloaded;      /* publishes refused: the home's link was full */
 };
 
 /* Adds every counter of b into a. */

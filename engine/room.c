@@ -4,43 +4,97 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
+#include <time.h>
+#include <unistd.h>
 
 #include "conn.h"
 #include "frame.h"
 #include "proto/json.h"
+#include "sendq.h"
 
 /* Initial buckets: most workers see a handful of rooms; the table doubles as it fills. */
 #define ROOM_TABLE_INITIAL 64
 
-static void *xcalloc(size_t n, size_t size)
+/* ---- SipHash-1-3 (Aumasson and Bernstein), 64-bit, over the process key ---- */
+
+static uint64_t sip_k0, sip_k1;
+
+void room_hash_init(void)
 {
-    void *p = calloc(n, size);
-    if (!p) {
-        fprintf(stderr, "ringcast: out of memory in the room table\n");
-        abort();
+    uint64_t k[2] = {0, 0};
+    if (getrandom(k, sizeof(k), 0) != (ssize_t)sizeof(k)) {
+        /* No entropy source: a key from the clock and the pid still differs per process. */
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        k[0] = (uint64_t)ts.tv_nsec * 0x9e3779b97f4a7c15ull ^ (uint64_t)getpid();
+        k[1] = (uint64_t)ts.tv_sec * 0xc2b2ae3d27d4eb4full ^ k[0];
     }
-    return p;
+    sip_k0 = k[0];
+    sip_k1 = k[1];
 }
+
+#define ROTL(x, b) (uint64_t)(((x) << (b)) | ((x) >> (64 - (b))))
+#define SIPROUND                                                                                   \
+    do {                                                                                           \
+        v0 += v1;                                                                                  \
+        v1 = ROTL(v1, 13);                                                                         \
+        v1 ^= v0;                                                                                  \
+        v0 = ROTL(v0, 32);                                                                         \
+        v2 += v3;                                                                                  \
+        v3 = ROTL(v3, 16);                                                                         \
+        v3 ^= v2;                                                                                  \
+        v0 += v3;                                                                                  \
+        v3 = ROTL(v3, 21);                                                                         \
+        v3 ^= v0;                                                                                  \
+        v2 += v1;                                                                                  \
+        v1 = ROTL(v1, 17);                                                                         \
+        v1 ^= v2;                                                                                  \
+        v2 = ROTL(v2, 32);                                                                         \
+    } while (0)
 
 uint32_t room_hash(const char *name, size_t len)
 {
-    uint32_t h = 2166136261u;
-    for (size_t i = 0; i < len; i++) {
-        h ^= (uint8_t)name[i];
-        h *= 16777619u;
+    uint64_t v0 = 0x736f6d6570736575ull ^ sip_k0, v1 = 0x646f72616e646f6dull ^ sip_k1;
+    uint64_t v2 = 0x6c7967656e657261ull ^ sip_k0, v3 = 0x7465646279746573ull ^ sip_k1;
+    const uint8_t *p = (const uint8_t *)name;
+    size_t full = len & ~(size_t)7;
+    for (size_t i = 0; i < full; i += 8) {
+        uint64_t m;
+        memcpy(&m, p + i, 8); /* little-endian hosts: io_uring is Linux on x86-64/arm64 */
+        v3 ^= m;
+        SIPROUND;
+        v0 ^= m;
     }
-    return h;
+    uint64_t b = (uint64_t)len << 56;
+    for (size_t i = 0; i < (len & 7); i++)
+        b |= (uint64_t)p[full + i] << (8 * i);
+    v3 ^= b;
+    SIPROUND;
+    v0 ^= b;
+    v2 ^= 0xff;
+    SIPROUND;
+    SIPROUND;
+    SIPROUND;
+    uint64_t h = v0 ^ v1 ^ v2 ^ v3;
+    return (uint32_t)(h ^ (h >> 32));
 }
 
-void room_table_init(struct room_table *t)
+void room_table_init(struct room_table *t, _Atomic unsigned *total)
 {
     t->nbuckets = ROOM_TABLE_INITIAL;
-    t->buckets = xcalloc(t->nbuckets, sizeof(*t->buckets));
+    t->buckets = calloc(t->nbuckets, sizeof(*t->buckets));
+    if (!t->buckets) {
+        fprintf(stderr, "ringcast: out of memory for a room table at startup\n");
+        abort();
+    }
     t->count = 0;
+    t->total = total;
 }
 
-static void room_free(struct room *r)
+static void room_free(struct room_table *t, struct room *r)
 {
+    atomic_fetch_sub_explicit(t->total, 1, memory_order_relaxed);
     free(r->wcount);
     free(r);
 }
@@ -51,7 +105,7 @@ void room_table_free(struct room_table *t)
         struct room *r = t->buckets[i];
         while (r) {
             struct room *next = r->hnext;
-            room_free(r);
+            room_free(t, r);
             r = next;
         }
     }
@@ -68,10 +122,13 @@ struct room *room_find(struct room_table *t, uint32_t hash, const char *name, si
     return NULL;
 }
 
+/* Doubles the buckets; without memory the table stays as it is (longer chains). */
 static void grow(struct room_table *t)
 {
     unsigned n = t->nbuckets * 2;
-    struct room **b = xcalloc(n, sizeof(*b));
+    struct room **b = calloc(n, sizeof(*b));
+    if (!b)
+        return;
     for (unsigned i = 0; i < t->nbuckets; i++) {
         struct room *r = t->buckets[i];
         while (r) {
@@ -99,15 +156,20 @@ struct room *room_get(struct room_table *t, uint32_t hash, const char *name, siz
     jw_init(&jw, esc, sizeof(esc));
     jw_str(&jw, name, len);
     size_t esc_len = jw.len - 2; /* without the quotes */
-    r = xcalloc(1, sizeof(*r) + len + esc_len);
+    r = calloc(1, sizeof(*r) + len + esc_len);
+    if (!r)
+        return NULL;
+    if (is_home && nworkers > 1 && !(r->wcount = calloc(nworkers, sizeof(*r->wcount)))) {
+        free(r);
+        return NULL;
+    }
     r->hash = hash;
     r->name_len = (uint16_t)len;
     r->esc_len = (uint16_t)esc_len;
     memcpy(r->name, name, len);
     memcpy(r->name + len, esc + 1, esc_len);
     r->is_home = is_home;
-    if (is_home && nworkers > 1)
-        r->wcount = xcalloc(nworkers, sizeof(*r->wcount));
+    atomic_fetch_add_explicit(t->total, 1, memory_order_relaxed);
     if (t->count >= t->nbuckets)
         grow(t);
     unsigned b = hash & (t->nbuckets - 1);
@@ -124,19 +186,17 @@ void room_remove(struct room_table *t, struct room *r)
         pp = &(*pp)->hnext;
     *pp = r->hnext;
     t->count--;
-    room_free(r);
+    room_free(t, r);
 }
 
-struct member *room_member_add(struct room *r, struct conn *c, struct frame *reply)
+struct member *room_member_add(struct room *r, struct conn *c)
 {
     struct member *m = malloc(sizeof(*m));
-    if (!m) {
-        fprintf(stderr, "ringcast: out of memory adding a subscriber\n");
-        abort();
-    }
+    if (!m)
+        return NULL;
     m->conn = c;
     m->room = r;
-    m->reply = reply;
+    m->pend = NULL;
     m->rprev = NULL;
     m->rnext = r->members;
     if (r->members)
@@ -149,10 +209,39 @@ struct member *room_member_add(struct room *r, struct conn *c, struct frame *rep
     return m;
 }
 
+bool room_member_hold(struct member *m, uint64_t pos, struct frame *f)
+{
+    struct pend *p = malloc(sizeof(*p));
+    if (!p) {
+        frame_release(f);
+        return false;
+    }
+    p->next = NULL;
+    p->pos = pos;
+    p->f = f;
+    struct pend **pp = &m->pend;
+    while (*pp)
+        pp = &(*pp)->next;
+    *pp = p;
+    return true;
+}
+
+void room_member_release(struct member *m)
+{
+    while (m->pend) {
+        struct pend *p = m->pend;
+        m->pend = p->next;
+        sendq_release_held(m->conn, p->pos, p->f);
+        frame_release(p->f);
+        free(p);
+    }
+}
+
 void room_member_del(struct member *m)
 {
     struct room *r = m->room;
     struct conn *c = m->conn;
+    room_member_release(m);
     if (m->rprev)
         m->rprev->rnext = m->rnext;
     else
@@ -167,8 +256,6 @@ void room_member_del(struct member *m)
         pp = &(*pp)->cnext;
     *pp = m->cnext;
     c->nsubs--;
-    if (m->reply)
-        frame_release(m->reply);
     free(m);
 }
 

@@ -1,14 +1,19 @@
 /* room.h - a worker's room table: its local subscribers, and the rooms it is home for.
  *
- * Rooms are sharded: room_home() picks one worker per room name (FNV-1a mod workers). The
+ * Rooms are sharded: room_home() picks one worker per room name (a keyed hash mod workers). The
  * home owns the room's seq and knows which workers have local subscribers (a 64-bit mask and
  * a count per worker, so a publish can say how many subscribers it reached). Every worker,
  * home or not, keeps its own local index: name -> room -> intrusive list of memberships, so
  * a publish walks exactly the local subscribers and a leave is O(1).
  *
- * One struct room serves both roles on a worker. A home room lives for the whole run, so seq
- * never restarts; a room homed elsewhere lives while it has local subscribers (or a join is
- * waiting for the home's answer).
+ * One struct room serves both roles on a worker. A room lives while anything needs it: local
+ * subscribers, a join waiting for the home's answer, a count the home has yet to hear, or (on
+ * the home) subscribers on other workers. An empty room is freed, so a room's seq starts again
+ * at 1 when a name is used after nobody was subscribed to it; the count of rooms is bounded by
+ * max_rooms (checked when a subscribe would create one).
+ *
+ * The hash is SipHash-1-3 under a key drawn at startup (as Redis keys its dict): names cannot
+ * be chosen to fill one bucket or one worker.
  *
  * A membership is the pair (connection, room): it sits on the room's list (doubly linked, for
  * O(1) removal) and on the connection's list (so a disconnect leaves every room).
@@ -16,6 +21,7 @@
 #ifndef RINGCAST_ENGINE_ROOM_H
 #define RINGCAST_ENGINE_ROOM_H
 
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -30,14 +36,22 @@
 struct conn;
 struct frame;
 
+/* A "subscribed" reply held in its connection's queue until the home acks the join. */
+struct pend {
+    struct pend *next;
+    uint64_t pos;    /* the held entry's queue position (sendq.h) */
+    struct frame *f; /* a reference of our own */
+};
+
 struct member {
     struct member *rnext, *rprev; /* the room's list */
     struct member *cnext;         /* the connection's list */
     struct conn *conn;
     struct room *room;
-    /* Non-NULL while the join waits for the home worker's ack: the "subscribed" response,
-     * sent on the ack. A pending member receives no events (owned reference). */
-    struct frame *reply;
+    /* Non-NULL while the join waits for the home worker's ack: the replies to release on the
+     * ack, in request order (a client may subscribe again before it). A pending member
+     * receives no events. */
+    struct pend *pend;
 };
 
 enum room_join {
@@ -57,7 +71,9 @@ struct room {
     uint32_t sent_count; /* remote home: the count the home last heard from us */
     uint8_t join;        /* enum room_join */
     bool is_home;
-    bool delivering; /* a publish is walking members: a leave must not free the room */
+    bool delivering;    /* a publish is walking members: a leave must not free the room */
+    bool count_dirty;   /* on the worker's count_dirty list: the home has an old count */
+    struct room *dnext; /* the count_dirty list */
     /* home side */
     uint64_t seq;
     uint64_t mask;    /* workers (other than the home) with subscribers */
@@ -79,9 +95,12 @@ struct room_table {
     struct room **buckets;
     unsigned nbuckets; /* a power of two */
     unsigned count;
+    _Atomic unsigned *total; /* rooms of all workers' tables (the max_rooms gate) */
 };
 
-/* FNV-1a over the unescaped name. */
+/* Draws the process's hash key; once, before any worker starts. */
+void room_hash_init(void);
+/* SipHash-1-3 of the unescaped name under the process key (low 32 bits). */
 uint32_t room_hash(const char *name, size_t len);
 /* The home worker of a room. */
 static inline unsigned room_home(uint32_t hash, unsigned nworkers)
@@ -89,21 +108,27 @@ static inline unsigned room_home(uint32_t hash, unsigned nworkers)
     return hash % nworkers;
 }
 
-void room_table_init(struct room_table *t);
+void room_table_init(struct room_table *t, _Atomic unsigned *total);
 /* Frees every room; their member lists must already be empty. */
 void room_table_free(struct room_table *t);
 /* The room named name, or NULL. */
 struct room *room_find(struct room_table *t, uint32_t hash, const char *name, size_t len);
-/* The room named name, created empty if absent (is_home says which side it is). */
+/* The room named name, created empty if absent (is_home says which side it is). NULL when
+ * memory is short. */
 struct room *room_get(struct room_table *t, uint32_t hash, const char *name, size_t len,
                       bool is_home, unsigned nworkers);
 /* Unlinks and frees r (no members left). */
 void room_remove(struct room_table *t, struct room *r);
 
-/* Adds c to r (on both lists). reply, when not NULL, marks it pending (reference passes to
- * the membership). Returns the membership. */
-struct member *room_member_add(struct room *r, struct conn *c, struct frame *reply);
-/* Removes a membership from both lists and frees it (dropping a pending reply). */
+/* Adds c to r (on both lists). Returns the membership, or NULL when memory is short. */
+struct member *room_member_add(struct room *r, struct conn *c);
+/* Appends a held reply (position pos, one reference of f passing in) to m's pending list.
+ * False when memory is short (the reference is dropped). */
+bool room_member_hold(struct member *m, uint64_t pos, struct frame *f);
+/* Releases m's held replies into its connection's queue, in order: m is no longer pending. */
+void room_member_release(struct member *m);
+/* Removes a membership from both lists and frees it (releasing held replies: the
+ * unsubscribe or close that removes it comes after them). */
 void room_member_del(struct member *m);
 /* c's membership of r, or NULL. */
 struct member *room_member_of(struct conn *c, struct room *r);

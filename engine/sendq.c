@@ -9,8 +9,29 @@
 #include "conn.h"
 #include "frame.h"
 #include "log.h"
+#include "proto/ws_frame.h"
 #include "worker.h"
 
+/* malloc's per-allocation overhead on glibc (a size word, 16-byte granularity). */
+#define MALLOC_OVERHEAD 16
+#define HELD            1ul
+
+static inline bool is_held(const struct frame *e)
+{
+    return (uintptr_t)e & HELD;
+}
+static inline struct frame *entry_frame(struct frame *e)
+{
+    return (struct frame *)((uintptr_t)e & ~HELD);
+}
+
+uint64_t sendq_frame_cost(const struct frame *f)
+{
+    return sizeof(*f) + WS_MAX_HEADER_UNMASKED + f->cap + f->room.len + MALLOC_OVERHEAD +
+           sizeof(struct frame *);
+}
+
+/* NULL when memory is short: the caller refuses the frame as it would at the cap. */
 static struct outq *oq_get(struct worker *w)
 {
     struct outq *q = w->oq_pool;
@@ -19,14 +40,12 @@ static struct outq *oq_get(struct worker *w)
         w->oq_pool_n--;
     } else {
         q = malloc(sizeof(*q));
-        if (!q) {
-            fprintf(stderr, "ringcast: out of memory for a send queue\n");
-            abort();
-        }
+        if (!q)
+            return NULL;
     }
     q->head = q->tail = q->off = q->inflight = 0;
     q->cap = OUTQ_INLINE;
-    q->bytes = 0;
+    q->bytes = q->mem = q->popped = 0;
     q->f = q->f_inline;
     return q;
 }
@@ -70,82 +89,173 @@ static void mark_dirty(struct conn *c)
 }
 
 /* Room for one more pointer at the tail: slide the live window down first (cheap, the
- * pointers in flight keep their frames, not their slots), grow only when it is full. */
-static void make_room(struct outq *q)
+ * pointers in flight keep their frames, not their slots), grow only when it is full. False
+ * when memory is short. */
+static bool make_room(struct outq *q)
 {
     if (q->tail < q->cap)
-        return;
+        return true;
     if (q->head > 0) {
         memmove(q->f, q->f + q->head, (q->tail - q->head) * sizeof(*q->f));
         q->tail -= q->head;
         q->head = 0;
-        return;
+        return true;
     }
     uint32_t cap = q->cap * 2;
     struct frame **f = malloc(cap * sizeof(*f));
-    if (!f) {
-        fprintf(stderr, "ringcast: out of memory growing a send queue\n");
-        abort();
-    }
+    if (!f)
+        return false;
     memcpy(f, q->f, q->tail * sizeof(*f));
     if (q->f != q->f_inline)
         free(q->f);
     q->f = f;
     q->cap = cap;
+    return true;
 }
 
-static void push(struct conn *c, struct frame *f)
+static bool refusing(const struct conn *c)
 {
-    if (!c->oq)
-        c->oq = oq_get(c->w);
+    return c->state == CONN_CLOSED || (c->flags & (CONN_CLOSE_SENT | CONN_CLOSE_REQ));
+}
+
+/* Marks c as a slow consumer: the reaper drops its queue and closes it with 4008. */
+static void slow_consumer(struct conn *c, const struct frame *f, const char *why)
+{
+    if (!(c->flags & CONN_CLOSE_REQ)) {
+        char peer[64];
+        conn_peer_format(c, peer, sizeof(peer));
+        const struct outq *q = c->oq;
+        log_warn("slow consumer %s: %s (%llu bytes unsent in %u frames costing %llu bytes, "
+                 "next frame %u bytes, max-queue-bytes %llu), closing with 4008",
+                 peer, why, (unsigned long long)(q ? q->bytes : 0), q ? q->tail - q->head : 0,
+                 (unsigned long long)(q ? q->mem : 0), f->len,
+                 (unsigned long long)c->w->cfg->max_queue_bytes);
+        c->w->m.slow_consumers++;
+    }
+    c->flags |= CONN_SLOW;
+    conn_close(c, CLOSE_SLOW_CONSUMER, "slow consumer");
+}
+
+/* Appends entry e (f, maybe tagged held). The charge is checked by the caller. */
+static bool push(struct conn *c, struct frame *e)
+{
+    struct frame *f = entry_frame(e);
+    if (!c->oq && !(c->oq = oq_get(c->w)))
+        return false;
     struct outq *q = c->oq;
-    make_room(q);
-    q->f[q->tail++] = f;
+    if (!make_room(q))
+        return false;
+    q->f[q->tail++] = e;
+    q->mem += sendq_frame_cost(f);
+    if (!is_held(e)) { /* a held frame's wire bytes count from its release */
+        q->bytes += f->len;
+        mark_dirty(c);
+    }
+    return true;
+}
+
+static bool push_checked(struct conn *c, struct frame *e, bool force)
+{
+    struct frame *f = entry_frame(e);
+    if (!f) { /* the frame's allocation failed: this connection pays, with 1011 */
+        c->w->m.alloc_failures++;
+        if (!refusing(c)) {
+            log_error("out of memory building a frame for a connection: closing it with 1011");
+            conn_close(c, WS_CLOSE_INTERNAL, "server out of memory");
+        }
+        return false;
+    }
+    if (refusing(c)) {
+        frame_release(f);
+        return false;
+    }
+    uint64_t mem = c->oq ? c->oq->mem : 0;
+    if (!force && mem + sendq_frame_cost(f) > c->w->cfg->max_queue_bytes) {
+        slow_consumer(c, f, "queue over its cap");
+        frame_release(f);
+        return false;
+    }
+    if (!push(c, e)) {
+        /* Out of memory: this connection pays for it, the process lives on. */
+        c->w->m.alloc_failures++;
+        slow_consumer(c, f, "no memory to queue a frame");
+        frame_release(f);
+        return false;
+    }
+    return true;
+}
+
+bool sendq_push_force(struct conn *c, struct frame *f)
+{
+    return push_checked(c, f, true);
+}
+
+bool sendq_push(struct conn *c, struct frame *f)
+{
+    return push_checked(c, f, false);
+}
+
+uint64_t sendq_next_pos(const struct conn *c)
+{
+    const struct outq *q = c->oq;
+    return q ? q->popped + (q->tail - q->head) : 0;
+}
+
+uint64_t sendq_push_held(struct conn *c, struct frame *f)
+{
+    uint64_t pos = sendq_next_pos(c);
+    if (!push_checked(c, (struct frame *)((uintptr_t)f | HELD), false))
+        return UINT64_MAX;
+    return pos;
+}
+
+/* The index of entry pos in q, or -1 when it is no longer queued. */
+static int64_t entry_index(const struct outq *q, uint64_t pos)
+{
+    if (!q || pos < q->popped || pos - q->popped >= q->tail - q->head)
+        return -1;
+    return (int64_t)(q->head + (pos - q->popped));
+}
+
+void sendq_release_held(struct conn *c, uint64_t pos, struct frame *f)
+{
+    struct outq *q = c->oq;
+    int64_t i = entry_index(q, pos);
+    if (i < 0 || q->f[i] != (struct frame *)((uintptr_t)f | HELD))
+        return;
+    q->f[i] = f;
+    /* The frame was charged when it was reserved; its wire length is known only now. */
     q->bytes += f->len;
     mark_dirty(c);
 }
 
-void sendq_push_force(struct conn *c, struct frame *f)
-{
-    if (c->state == CONN_CLOSED || (c->flags & CONN_CLOSE_SENT)) {
-        frame_release(f);
-        return;
-    }
-    push(c, f);
-}
-
-void sendq_push(struct conn *c, struct frame *f)
-{
-    if (c->state == CONN_CLOSED || (c->flags & CONN_CLOSE_SENT)) {
-        frame_release(f);
-        return;
-    }
-    uint64_t queued = c->oq ? c->oq->bytes : 0;
-    if (queued + f->len > c->w->cfg->max_queue_bytes) {
-        frame_release(f);
-        char peer[64];
-        conn_peer_format(c, peer, sizeof(peer));
-        log_warn("slow consumer %s: %llu bytes queued (max-queue-bytes %llu), closing with 4008",
-                 peer, (unsigned long long)queued, (unsigned long long)c->w->cfg->max_queue_bytes);
-        c->w->m.slow_consumers++;
-        sendq_discard(c);
-        conn_close_start(c, CLOSE_SLOW_CONSUMER, "slow consumer");
-        return;
-    }
-    push(c, f);
-}
-
-static void submit_send(struct conn *c)
+bool sendq_replace(struct conn *c, uint64_t pos, struct frame *old, struct frame *f)
 {
     struct outq *q = c->oq;
-    uint32_t n = q->tail - q->head;
-    if (n > OUTQ_IOV)
-        n = OUTQ_IOV;
-    for (uint32_t i = 0; i < n; i++) {
-        struct frame *f = q->f[q->head + i];
-        q->iov[i].iov_base = f->data;
-        q->iov[i].iov_len = f->len;
+    int64_t i = entry_index(q, pos);
+    if (i < 0 || q->f[i] != old || (uint32_t)i < q->head + q->inflight ||
+        ((uint32_t)i == q->head && q->off))
+        return false;
+    q->f[i] = f;
+    q->bytes = q->bytes - old->len + f->len;
+    q->mem = q->mem - sendq_frame_cost(old) + sendq_frame_cost(f);
+    frame_release(old);
+    return true;
+}
+
+/* Sends the entries before the first held one (at most OUTQ_IOV); false if there are none. */
+static bool submit_send(struct conn *c)
+{
+    struct outq *q = c->oq;
+    uint32_t n = 0;
+    while (n < OUTQ_IOV && q->head + n < q->tail && !is_held(q->f[q->head + n])) {
+        struct frame *f = q->f[q->head + n];
+        q->iov[n].iov_base = f->data;
+        q->iov[n].iov_len = f->len;
+        n++;
     }
+    if (!n)
+        return false;
     q->iov[0].iov_base = (uint8_t *)q->iov[0].iov_base + q->off;
     q->iov[0].iov_len -= q->off;
     memset(&q->msg, 0, sizeof(q->msg));
@@ -158,6 +268,7 @@ static void submit_send(struct conn *c)
     c->flags |= CONN_SEND_BUSY;
     c->ops++;
     c->w->m.sends++;
+    return true;
 }
 
 void sendq_flush(struct worker *w)
@@ -168,8 +279,7 @@ void sendq_flush(struct worker *w)
     while (c) {
         struct conn *next = c->dirty_next;
         c->flags &= ~CONN_DIRTY;
-        if (!(c->flags & CONN_SEND_BUSY) && c->oq && c->oq->tail > c->oq->head &&
-            c->state != CONN_CLOSED)
+        if (!(c->flags & CONN_SEND_BUSY) && c->oq && c->state != CONN_CLOSED)
             submit_send(c);
         conn_put(c);
         c = next;
@@ -202,6 +312,8 @@ void sendq_on_complete(struct conn *c, int res)
         left -= rest;
         q->off = 0;
         q->head++;
+        q->popped++;
+        q->mem -= sendq_frame_cost(f);
         frame_release(f);
     }
     q->inflight = 0;
@@ -221,9 +333,14 @@ void sendq_discard(struct conn *c)
     if (!q)
         return;
     uint32_t keep = q->head + q->inflight;
+    if (q->off && keep == q->head)
+        keep++; /* a frame partly sent: the peer has its first bytes, it must get the rest */
     for (uint32_t i = keep; i < q->tail; i++) {
-        q->bytes -= q->f[i]->len;
-        frame_release(q->f[i]);
+        struct frame *f = entry_frame(q->f[i]);
+        if (!is_held(q->f[i]))
+            q->bytes -= f->len;
+        q->mem -= sendq_frame_cost(f);
+        frame_release(f);
     }
     q->tail = keep;
     if (q->head == q->tail) {

@@ -9,9 +9,19 @@
  * Order: at most one send is in flight per connection; what is queued meanwhile goes in the
  * next one, after the completion. A short send resumes at the exact byte.
  *
- * Backpressure: a connection whose unsent bytes would pass max_queue_bytes is a slow consumer:
- * everything not already handed to the kernel is dropped and the connection is closed with
- * 4008, so nobody else waits for it.
+ * Reply order: a reply that depends on another worker (a publish to a room homed elsewhere, a
+ * subscribe waiting for its home's ack) takes its place in the queue when the request is
+ * handled, as a *held* entry; a send covers only the entries before the first held one. When
+ * the answer arrives the entry is released (sendq_release_held) and everything behind it
+ * follows. So one connection's replies, and the events around them, leave in request order
+ * whichever worker answers first.
+ *
+ * Backpressure: a queue is charged what it really pins, not its wire bytes: every entry costs
+ * its frame's allocation (header, reserved payload, malloc overhead) and its pointer, so a
+ * flood of 2-byte pongs costs what it uses. A connection whose charge would pass
+ * max_queue_bytes is a slow consumer: the frame is refused, the connection is marked, and the
+ * worker's reaper (conn.h, "Lifetimes") drops what the kernel does not have yet and closes it
+ * with 4008 once the current completion is handled. A push never frees or closes anything.
  *
  * Memory: the queue block (msghdr, iovecs, the first pointers) exists only while something is
  * queued or in flight; idle connections hold none. Blocks are recycled through a small
@@ -45,23 +55,44 @@ struct outq {
     uint32_t head, tail, cap; /* frames f[head..tail) are queued */
     uint32_t off;             /* bytes of f[head] already sent */
     uint32_t inflight;        /* frames covered by the send in flight, from head */
-    uint64_t bytes;           /* unsent bytes, in flight included */
-    struct frame **f;         /* f_inline, or a heap array once more are queued */
+    uint64_t bytes;           /* unsent wire bytes, in flight included */
+    uint64_t mem;             /* what the queued frames cost in memory (sendq_frame_cost) */
+    uint64_t popped;          /* entries ever removed from head: f[i] is entry popped+i-head */
+    struct frame **f;         /* f_inline, or a heap array; bit 0 set: a held entry */
     struct msghdr msg;
     struct iovec iov[OUTQ_IOV];
     struct frame *f_inline[OUTQ_INLINE];
 };
 
-/* Queues f on c, taking over one reference the caller holds. A closing connection drops it.
- * A connection over max_queue_bytes is closed as a slow consumer (the frame is dropped). */
-void sendq_push(struct conn *c, struct frame *f);
-/* Like sendq_push, but never refused for size: close frames and the 4008 close itself. */
-void sendq_push_force(struct conn *c, struct frame *f);
+/* Memory one queued frame pins: its allocation and the queue's pointer to it. */
+uint64_t sendq_frame_cost(const struct frame *f);
+
+/* Queues f on c, taking over one reference the caller holds. Returns false when f was
+ * refused (and released): the connection is closing, or f would take it past
+ * max_queue_bytes, which marks it as a slow consumer (closed by the reaper). */
+bool sendq_push(struct conn *c, struct frame *f);
+/* Like sendq_push, but never refused for size: control replies the protocol requires. */
+bool sendq_push_force(struct conn *c, struct frame *f);
+/* Queues f as a held entry: nothing behind it is sent until sendq_release_held. Takes over
+ * one reference (the queue's); the caller keeps its own to release the entry. Returns the
+ * entry's position, or UINT64_MAX when refused like sendq_push (f's queue reference is then
+ * dropped). f's bytes may still be written until it is released. */
+uint64_t sendq_push_held(struct conn *c, struct frame *f);
+/* Releases the held entry at pos if it is still f (it is gone when the connection was
+ * discarded or closed meanwhile); f's length may have changed since it was queued. */
+void sendq_release_held(struct conn *c, uint64_t pos, struct frame *f);
+/* Replaces the unsent frame at pos with f when pos still holds old and none of its bytes has
+ * left (pong coalescing). Returns false, leaving f to the caller, otherwise. */
+bool sendq_replace(struct conn *c, uint64_t pos, struct frame *old, struct frame *f);
+/* The position the next pushed frame will take. */
+uint64_t sendq_next_pos(const struct conn *c);
 /* Submits one sendmsg for every dirty connection that has none in flight. */
 void sendq_flush(struct worker *w);
 /* A send completion: releases what was sent, queues the rest for the next flush. */
 void sendq_on_complete(struct conn *c, int res);
-/* Drops every queued frame not in flight (the connection is going away). */
+/* Drops every queued frame the kernel has not started on (the connection is going away): the
+ * frames in flight and a partly sent one stay, so a close frame queued next follows whole
+ * frames. */
 void sendq_discard(struct conn *c);
 /* True when nothing is queued or in flight. */
 bool sendq_empty(const struct conn *c);

@@ -57,15 +57,164 @@ static void buf_ring_publish(struct worker *w)
     }
 }
 
-void worker_post(struct worker *w, unsigned target, void *ptr, enum ud_kind kind)
+static void post(struct worker *w, unsigned target, uint64_t ud)
 {
+    struct xlink_out *o = &w->xout[target];
+    uint32_t val = (w->id << 24) | (o->seq++ & XLINK_SEQ_MASK);
     struct io_uring_sqe *sqe = worker_sqe(w);
-    uint64_t ud = ud_make(ptr, kind);
-    io_uring_prep_msg_ring(sqe, w->eng->workers[target]->ring_fd, 0, ud, 0);
+    io_uring_prep_msg_ring(sqe, w->eng->workers[target]->ring_fd, val, ud, 0);
     /* Our own completion only matters when the kernel refused: then it carries the same
      * user_data with a negative res, so the handler can free what never arrived. */
     io_uring_sqe_set_data64(sqe, ud);
     sqe->flags |= IOSQE_CQE_SKIP_SUCCESS;
+    atomic_store_explicit(&o->posted, atomic_load_explicit(&o->posted, memory_order_relaxed) + 1,
+                          memory_order_relaxed);
+}
+
+bool worker_link_open(struct worker *w, unsigned target)
+{
+    struct xlink_out *o = &w->xout[target];
+    uint64_t posted = atomic_load_explicit(&o->posted, memory_order_relaxed);
+    if (posted - o->consumed_seen < XLINK_WINDOW)
+        return true;
+    /* Read the target's count only when the cached one says the window is full. */
+    o->consumed_seen =
+        atomic_load_explicit(&w->eng->workers[target]->xin[w->id].consumed, memory_order_relaxed);
+    return posted - o->consumed_seen < XLINK_WINDOW;
+}
+
+void worker_post(struct worker *w, unsigned target, void *ptr, enum ud_kind kind)
+{
+    post(w, target, ud_make(ptr, kind));
+}
+
+bool worker_post_try(struct worker *w, unsigned target, void *ptr, enum ud_kind kind)
+{
+    if (!worker_link_open(w, target))
+        return false;
+    post(w, target, ud_make(ptr, kind));
+    return true;
+}
+
+/* ---- arrivals, in each link's order ---- */
+
+static void xdeliver(struct worker *w, struct xlink_in *in, uint64_t ud)
+{
+    atomic_store_explicit(&in->consumed,
+                          atomic_load_explicit(&in->consumed, memory_order_relaxed) + 1,
+                          memory_order_relaxed);
+    void *p = ud_ptr(ud);
+    if (ud_kind(ud) == UD_XMSG) {
+        if (w->discard)
+            bc_discard_xmsg(p);
+        else
+            bc_on_xmsg(w, p, 0);
+    } else {
+        if (w->discard)
+            frame_release(p);
+        else
+            bc_on_xframe(w, p, 0);
+    }
+}
+
+/* Hands over the held messages that are next in order. */
+static void xdrain(struct worker *w, struct xlink_in *in)
+{
+    while (in->nheld) {
+        uint64_t *slot = &in->held[in->expect % XLINK_REORDER];
+        if (!*slot)
+            return;
+        uint64_t ud = *slot;
+        *slot = 0;
+        in->nheld--;
+        in->expect = (in->expect + 1) & XLINK_SEQ_MASK;
+        xdeliver(w, in, ud);
+    }
+}
+
+/* A message from another worker arrived: handle it in its link's order. */
+static void xarrive(struct worker *w, uint32_t val, uint64_t ud)
+{
+    unsigned from = (val >> 24) & 63;
+    uint32_t seq = val & XLINK_SEQ_MASK;
+    struct xlink_in *in = &w->xin[from];
+    if (seq == in->expect || in->broken) {
+        if (seq == in->expect)
+            in->expect = (in->expect + 1) & XLINK_SEQ_MASK;
+        xdeliver(w, in, ud);
+        xdrain(w, in);
+        return;
+    }
+    uint32_t ahead = (seq - in->expect) & XLINK_SEQ_MASK;
+    if (!in->held)
+        in->held = calloc(XLINK_REORDER, sizeof(*in->held));
+    if (ahead >= XLINK_REORDER || !in->held) {
+        /* Beyond what the windows allow, or no memory to wait: order cannot be kept. */
+        log_error("message from worker %u out of order by %u: link handled in arrival order", from,
+                  ahead);
+        in->broken = true;
+        xdeliver(w, in, ud);
+        return;
+    }
+    in->held[seq % XLINK_REORDER] = ud;
+    in->nheld++;
+}
+
+/* Links whose sender dropped frames or lost a message: subscribers that may have missed
+ * events are closed (1013); a link with a gap is handled in arrival order from now on. */
+static void xcheck_lossy(struct worker *w)
+{
+    if (atomic_load_explicit(&w->broken_from, memory_order_relaxed)) {
+        uint64_t mask = atomic_exchange(&w->broken_from, 0);
+        for (; mask; mask &= mask - 1) {
+            struct xlink_in *in = &w->xin[__builtin_ctzll(mask)];
+            in->broken = true;
+            for (uint32_t i = 0; in->nheld && i < XLINK_REORDER; i++) {
+                uint64_t *slot = &in->held[(in->expect + i) % XLINK_REORDER];
+                if (*slot) {
+                    uint64_t ud = *slot;
+                    *slot = 0;
+                    in->nheld--;
+                    xdeliver(w, in, ud);
+                }
+            }
+        }
+    }
+    if (atomic_load_explicit(&w->lost_from, memory_order_relaxed))
+        bc_close_lost(w, atomic_exchange(&w->lost_from, 0));
+}
+
+/* Our MSG_RING failed (the target could not take the completion): messages are posted again
+ * next iteration, frames are lost; either way every target treats our link as lossy. */
+static void xfailed(struct worker *w, uint64_t ud, int res)
+{
+    w->m.xmsg_failed++;
+    log_error("cross-worker message refused by the kernel: %s", strerror(-res));
+    for (unsigned t = 0; t < w->eng->nworkers; t++) {
+        if (t == w->id)
+            continue;
+        atomic_fetch_or(&w->eng->workers[t]->broken_from, 1ull << w->id);
+        if (ud_kind(ud) == UD_XFRAME)
+            atomic_fetch_or(&w->eng->workers[t]->lost_from, 1ull << w->id);
+    }
+    if (ud_kind(ud) == UD_XFRAME) {
+        frame_release(ud_ptr(ud));
+        return;
+    }
+    struct xmsg *m = ud_ptr(ud);
+    m->next = w->retry;
+    w->retry = m;
+}
+
+static void xretry(struct worker *w)
+{
+    struct xmsg *m = w->retry;
+    w->retry = NULL;
+    while (m) {
+        struct xmsg *next = m->next;
+        worker_post(w, m->to, m, UD_XMSG);
+        m = next;
+    }
 }
 
 int worker_request_shutdown(struct io_uring *main_ring, struct worker *w)
@@ -112,7 +261,13 @@ struct worker *worker_new(struct engine *eng, unsigned id, int cpu, int listen_f
     for (unsigned i = 0; i < w->nslots; i++)
         w->free_slots[i] = w->nslots - 1 - i;
     w->nfree = w->nslots;
-    room_table_init(&w->rooms);
+    w->xout = calloc(eng->nworkers, sizeof(*w->xout));
+    w->xin = calloc(eng->nworkers, sizeof(*w->xin));
+    if (!w->xout || !w->xin) {
+        worker_free(w);
+        return NULL;
+    }
+    room_table_init(&w->rooms, &eng->nrooms);
     return w;
 }
 
@@ -124,6 +279,26 @@ void worker_free(struct worker *w)
         close(w->listen_fd);
     free(w->slots);
     free(w->free_slots);
+    if (w->xin) {
+        /* Messages that waited for a predecessor that never came (shutdown's last pass). */
+        for (unsigned i = 0; i < w->eng->nworkers; i++) {
+            for (unsigned j = 0; w->xin[i].held && j < XLINK_REORDER; j++) {
+                uint64_t ud = w->xin[i].held[j];
+                if (ud && ud_kind(ud) == UD_XMSG)
+                    bc_discard_xmsg(ud_ptr(ud));
+                else if (ud)
+                    frame_release(ud_ptr(ud));
+            }
+            free(w->xin[i].held);
+        }
+    }
+    while (w->retry) {
+        struct xmsg *m = w->retry;
+        w->retry = m->next;
+        bc_discard_xmsg(m);
+    }
+    free(w->xin);
+    free(w->xout);
     if (w->rooms.buckets)
         room_table_free(&w->rooms);
     sendq_pool_free(w);
@@ -205,7 +380,14 @@ static void arm_tick(struct worker *w)
     io_uring_sqe_set_data64(sqe, ud_make(w, UD_TICK));
 }
 
-/* ---- shutdown ---- */
+/* ---- shutdown ----
+ *
+ * Two phases, so that an acked publish reaches every subscriber before its 1001 close. First
+ * each worker stops accepting and answers new requests SHUTTING_DOWN, while it still handles
+ * other workers' messages (a publish forwarded before the shutdown is still sequenced,
+ * delivered and acked). Once every worker has done that and no cross-worker message is in
+ * flight on any link, nothing can add an event any more: each worker queues the 1001 close
+ * behind everything already queued and waits for the peers, up to the drain timeout. */
 
 static void drain_start(struct worker *w)
 {
@@ -213,16 +395,51 @@ static void drain_start(struct worker *w)
         return;
     w->draining = true;
     w->drain_deadline_ms = w->mono_ms + (int64_t)w->cfg->drain_timeout_s * 1000;
+    w->drain_log_ms = w->mono_ms;
     listen_stop(w);
-    /* Already-queued events go first: the close frame is queued behind them. */
     for (unsigned i = 0; i < w->nslots; i++) {
         struct conn *c = w->slots[i];
-        if (!c || c->state == CONN_CLOSED)
-            continue;
-        if (c->state == CONN_HANDSHAKE)
+        if (c && c->state == CONN_HANDSHAKE)
             conn_abort(c);
-        else
-            conn_close_start(c, WS_CLOSE_GOING_AWAY, "server shutting down");
+    }
+    atomic_fetch_add(&w->eng->quiesced, 1);
+}
+
+/* True when every worker has stopped taking requests and every link is empty. */
+static bool links_quiet(struct worker *w)
+{
+    struct engine *e = w->eng;
+    if (atomic_load(&e->quiesced) < e->nworkers)
+        return false;
+    for (unsigned i = 0; i < e->nworkers; i++)
+        for (unsigned j = 0; j < e->nworkers; j++)
+            if (i != j && atomic_load(&e->workers[i]->xout[j].posted) !=
+                              atomic_load(&e->workers[j]->xin[i].consumed))
+                return false;
+    return true;
+}
+
+static void drain_step(struct worker *w)
+{
+    if (!w->closing_all && links_quiet(w)) {
+        w->closing_all = true;
+        /* Already-queued events go first: the close frame is queued behind them. */
+        for (unsigned i = 0; i < w->nslots; i++) {
+            struct conn *c = w->slots[i];
+            if (c && c->state != CONN_CLOSED)
+                conn_close(c, WS_CLOSE_GOING_AWAY, "server shutting down");
+        }
+        conn_reap(w);
+    }
+    if (w->mono_ms - w->drain_log_ms >= 1000 && w->nconns) {
+        uint64_t bytes = 0;
+        for (unsigned i = 0; i < w->nslots; i++)
+            if (w->slots[i] && w->slots[i]->oq)
+                bytes += w->slots[i]->oq->bytes;
+        log_info("draining: %u connections still closing, %llu bytes queued%s", w->nconns,
+                 (unsigned long long)bytes,
+                 w->closing_all ? "" : ", waiting for other workers' events in flight");
+        w->drain_log_ms = w->mono_ms;
     }
 }
 
@@ -233,6 +450,7 @@ static void abort_all(struct worker *w)
         if (c && c->state != CONN_CLOSED)
             conn_abort(c);
     }
+    conn_reap(w);
 }
 
 /* ---- the loop ---- */
@@ -241,8 +459,13 @@ static void on_tick(struct worker *w)
 {
     w->tick = (uint64_t)(w->mono_ms - w->start_mono_ms) / WORKER_TICK_MS;
     tw_advance(&w->tw, w->tick, conn_on_timer, w);
-    if (w->draining && w->mono_ms >= w->drain_deadline_ms)
+    if (w->draining && w->mono_ms >= w->drain_deadline_ms) {
+        if (w->nconns)
+            log_warn("drain timeout (%us): aborting %u connections", w->cfg->drain_timeout_s,
+                     w->nconns);
+        w->closing_all = true;
         abort_all(w);
+    }
     /* A burst of connections leaves the heap full of holes where handshakes, welcome
      * messages and send queues were: once the burst is over, give those pages back, so an
      * idle connection costs its struct and memberships, not its setup's peak. */
@@ -264,20 +487,41 @@ static void handle_cqe(struct worker *w, struct io_uring_cqe *cqe)
     case UD_ACCEPT: listen_on_accept(w, cqe->res, cqe->flags); break;
     case UD_TICK: on_tick(w); break;
     case UD_XMSG:
-        if (w->discard)
-            bc_discard_xmsg(p);
-        else
-            bc_on_xmsg(w, p, cqe->res);
-        break;
     case UD_XFRAME:
-        if (w->discard)
-            frame_release(p);
+        if (cqe->res < 0)
+            xfailed(w, cqe->user_data, cqe->res);
         else
-            bc_on_xframe(w, p, cqe->res);
+            xarrive(w, (uint32_t)cqe->res, cqe->user_data);
         break;
     case UD_SHUTDOWN: drain_start(w); break;
     case UD_IGNORE: break;
     }
+    /* Lifetimes follow the loop: what this completion marked to close is closed now. */
+    if (w->reap)
+        conn_reap(w);
+}
+
+/* Test hook (RINGCAST_TEST_XMSG_ORDER): handles a batch's cross-worker arrivals in reverse
+ * or shuffled order, as a kernel delivering MSG_RING through LIFO task work would. */
+static void handle_batch_scrambled(struct worker *w, struct io_uring_cqe **cqes, unsigned n)
+{
+    struct io_uring_cqe *x[CQE_BATCH];
+    unsigned nx = 0;
+    for (unsigned i = 0; i < n; i++) {
+        enum ud_kind k = ud_kind(cqes[i]->user_data);
+        if ((k == UD_XMSG || k == UD_XFRAME) && cqes[i]->res >= 0)
+            x[nx++] = cqes[i];
+        else
+            handle_cqe(w, cqes[i]);
+    }
+    for (unsigned i = 0; i < nx / 2; i++) {
+        unsigned j = w->eng->xorder_test == 1 ? nx - 1 - i : (unsigned)rand_r(&w->rand) % nx;
+        struct io_uring_cqe *t = x[i];
+        x[i] = x[j];
+        x[j] = t;
+    }
+    for (unsigned i = 0; i < nx; i++)
+        handle_cqe(w, x[i]);
 }
 
 /* Handles every completion ready now; then gives buffers back, re-arms ended receives and
@@ -287,9 +531,14 @@ static unsigned run_completions(struct worker *w)
     struct io_uring_cqe *cqes[CQE_BATCH];
     unsigned total = 0, n;
     update_clock(w);
+    xcheck_lossy(w);
     while ((n = io_uring_peek_batch_cqe(&w->ring, cqes, CQE_BATCH)) > 0) {
-        for (unsigned i = 0; i < n; i++)
-            handle_cqe(w, cqes[i]);
+        if (w->eng->xorder_test) {
+            handle_batch_scrambled(w, cqes, n);
+        } else {
+            for (unsigned i = 0; i < n; i++)
+                handle_cqe(w, cqes[i]);
+        }
         io_uring_cq_advance(&w->ring, n);
         total += n;
         buf_ring_publish(w);
@@ -299,10 +548,16 @@ static unsigned run_completions(struct worker *w)
         struct conn *c = w->rearm;
         w->rearm = c->rearm_next;
         c->flags &= ~CONN_REARM;
-        if (c->state != CONN_CLOSED && !(c->flags & CONN_RECV_ARMED))
+        if (c->state != CONN_CLOSED && !(c->flags & (CONN_RECV_ARMED | CONN_ABORT_REQ)))
             conn_arm_recv(c);
         conn_put(c);
     }
+    if (w->retry)
+        xretry(w);
+    if (w->count_dirty)
+        bc_flush_counts(w);
+    if (w->draining && !w->discard)
+        drain_step(w);
     sendq_flush(w);
     return total;
 }
@@ -310,13 +565,21 @@ static unsigned run_completions(struct worker *w)
 static void loop(struct worker *w)
 {
     while (!w->stop) {
-        int r = io_uring_submit_and_wait(&w->ring, 1);
+        int r;
+        if (w->draining && !w->closing_all) {
+            /* Waiting for the other workers and the links: look again every millisecond. */
+            struct io_uring_cqe *cqe;
+            struct __kernel_timespec ts = {.tv_sec = 0, .tv_nsec = 1000000LL};
+            r = io_uring_submit_and_wait_timeout(&w->ring, &cqe, 1, &ts, NULL);
+        } else {
+            r = io_uring_submit_and_wait(&w->ring, 1);
+        }
         if (r < 0 && r != -EINTR && r != -EAGAIN && r != -EBUSY && r != -ETIME) {
             log_error("io_uring_submit_and_wait: %s", strerror(-r));
             break;
         }
         run_completions(w);
-        if (w->draining && w->nconns == 0)
+        if (w->draining && w->closing_all && w->nconns == 0)
             w->stop = true;
     }
 }

@@ -57,12 +57,47 @@ static inline void *ud_ptr(uint64_t ud)
 struct worker;
 struct conn;
 
+/* Cross-worker links. Every message a worker posts to another (struct xmsg, or a broadcast
+ * frame) carries the link's sequence number in the MSG_RING's 32-bit value (which arrives as
+ * the target CQE's res): sender id in bits 24-29, sequence in bits 0-23. io_uring does not
+ * promise that MSG_RING completions reach a ring in submission order (on DEFER_TASKRUN targets
+ * some kernels deliver them through LIFO task work), so the receiver restores the order: a
+ * message that arrives early waits in the link's reorder ring until the ones before it came.
+ *
+ * Backpressure: a sender may have at most XLINK_WINDOW messages of a link unconsumed. Beyond
+ * it a broadcast frame is not posted (its subscribers on that worker are closed with 1013, see
+ * docs/architecture.md), a publish forwarded to its home is refused with OVERLOADED, and
+ * subscriber counts wait on the room's dirty list; replies (acks) are always posted, and are
+ * bounded by the requests that caused them. */
+#define XLINK_WINDOW 8192
+/* Reorder ring: the sender's window plus the replies the other direction's window allows. */
+#define XLINK_REORDER  (2 * XLINK_WINDOW)
+#define XLINK_SEQ_MASK 0xffffffu
+
+struct xlink_out {
+    uint32_t seq;            /* next sequence number */
+    _Atomic uint64_t posted; /* messages posted (read by others at shutdown) */
+    uint64_t consumed_seen;  /* the target's consumed count, last read */
+};
+
+struct xlink_in {
+    uint32_t expect; /* the sequence number to handle next */
+    bool broken;     /* a message was lost: handle in arrival order from now on */
+    uint64_t *held;  /* reorder ring of user_data (0: empty), allocated on demand */
+    uint32_t nheld;
+    _Atomic uint64_t consumed; /* messages handled (read by the sender for its window) */
+};
+
 /* State shared by all workers: read-only after startup except the atomics. */
 struct engine {
     const struct rc_config *cfg;
     unsigned nworkers;
     struct worker **workers;
     _Atomic unsigned nconns;    /* open connections, all workers: the max_connections gate */
+    _Atomic unsigned npending;  /* connections still upgrading, all workers: capped the same */
+    _Atomic unsigned nrooms;    /* room structs, all workers: the max_rooms gate */
+    _Atomic unsigned quiesced;  /* workers that stopped taking requests at shutdown */
+    int xorder_test;            /* test hook: 1 reverse, 2 shuffle cross-worker batches */
     _Atomic int started;        /* workers that finished setup (or failed: see start_err) */
     _Atomic int start_err;      /* first setup error (-errno), 0 if none */
     _Atomic unsigned accepting; /* workers whose accept is armed and submitted */
@@ -100,8 +135,20 @@ struct worker {
     unsigned nconns;
     uint64_t serial;
 
-    struct conn *dirty;   /* connections with frames queued this iteration (sendq.h) */
-    struct conn *rearm;   /* connections whose multishot recv must be re-armed */
+    struct conn *dirty;       /* connections with frames queued this iteration (sendq.h) */
+    struct conn *rearm;       /* connections whose multishot recv must be re-armed */
+    struct conn *reap;        /* connections marked to close or abort (conn.h) */
+    struct room *count_dirty; /* rooms whose subscriber count the home has yet to hear */
+    struct xmsg *retry;       /* messages whose MSG_RING the kernel refused, to post again */
+
+    struct xlink_out *xout;       /* per target worker */
+    struct xlink_in *xin;         /* per sending worker */
+    _Atomic uint64_t lost_from;   /* senders that dropped frames for us (window full) */
+    _Atomic uint64_t broken_from; /* senders whose MSG_RING failed: a gap in their sequence */
+    unsigned rand;                /* rand_r state of the xorder test hook */
+    uint64_t refused_accepts;     /* accepts refused since the last log line */
+    int64_t refused_log_ms;
+    int64_t xdrop_log_ms;
     struct outq *oq_pool; /* idle queue blocks kept for reuse */
     unsigned oq_pool_n;
 
@@ -113,8 +160,10 @@ struct worker {
 
     struct __kernel_timespec tick_ts;
     int64_t start_mono_ms;
-    bool draining;
-    bool discard; /* shutdown's last pass: free arriving messages, send nothing */
+    bool draining;    /* shutdown asked: no accepts, requests answered SHUTTING_DOWN */
+    bool closing_all; /* every link is empty: the 1001 closes are queued */
+    bool discard;     /* shutdown's last pass: free arriving messages, send nothing */
+    int64_t drain_log_ms;
     bool stop;
     int64_t drain_deadline_ms; /* monotonic */
 
@@ -147,9 +196,14 @@ static inline uint8_t *worker_buf(struct worker *w, unsigned bid)
     return w->bufs + (size_t)bid * w->buf_size;
 }
 
-/* Posts a cross-worker message to worker target: the target's ring gets a CQE whose
- * user_data is ud_make(ptr, kind). Ownership of ptr passes to the target. */
+/* Posts a cross-worker message to worker target: the target's handler gets ptr, in the order
+ * posted. Ownership of ptr passes to the target. Never refused (replies). */
 void worker_post(struct worker *w, unsigned target, void *ptr, enum ud_kind kind);
+/* Like worker_post, but false (nothing posted, ptr still the caller's) when the link's
+ * window is full. */
+bool worker_post_try(struct worker *w, unsigned target, void *ptr, enum ud_kind kind);
+/* True when the link to target has room for one more windowed message. */
+bool worker_link_open(struct worker *w, unsigned target);
 
 /* The connection in slot with serial, or NULL when it is gone. */
 struct conn *worker_conn_lookup(struct worker *w, uint32_t slot, uint64_t serial);
