@@ -276,6 +276,8 @@ static void handle_cqe(struct worker *w, struct io_uring_cqe *cqe)
             bc_on_xframe(w, p, cqe->res);
         break;
     case UD_SHUTDOWN: drain_start(w); break;
+    case UD_STATUS: metrics_log_status(w); break;
+    case UD_RELOAD: w->cfg = p; break;
     case UD_IGNORE: break;
     }
 }

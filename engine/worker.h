@@ -38,6 +38,8 @@ enum ud_kind {
     UD_XMSG = 5,     /* struct xmsg *: cross-worker message (or its failed send) */
     UD_XFRAME = 6,   /* struct frame *: broadcast frame to deliver (or its failed send) */
     UD_SHUTDOWN = 7, /* no pointer: the main thread asks for a graceful shutdown */
+    UD_STATUS = 8,   /* no pointer: the main thread asks for a status line (SIGUSR1) */
+    UD_RELOAD = 9,   /* const struct rc_config *: the configuration to use from now (SIGHUP) */
 };
 #define UD_KIND_MASK 15ull
 
