@@ -15,6 +15,8 @@
 #include "dispatch.h"
 #include "frame.h"
 #include "log.h"
+#include "connlog.h"
+#include "listen.h"
 #include "proto/http.h"
 #include "sendq.h"
 #include "worker.h"
@@ -53,20 +55,10 @@ void conn_peer_format(const struct conn *c, char *out, size_t cap)
 {
     struct sockaddr_storage ss;
     socklen_t len = sizeof(ss);
-    char host[INET6_ADDRSTRLEN] = "?";
-    unsigned port = 0;
-    if (getpeername(c->fd, (struct sockaddr *)&ss, &len) == 0) {
-        if (ss.ss_family == AF_INET) {
-            struct sockaddr_in *a = (struct sockaddr_in *)&ss;
-            inet_ntop(AF_INET, &a->sin_addr, host, sizeof(host));
-            port = ntohs(a->sin_port);
-        } else if (ss.ss_family == AF_INET6) {
-            struct sockaddr_in6 *a = (struct sockaddr_in6 *)&ss;
-            inet_ntop(AF_INET6, &a->sin6_addr, host, sizeof(host));
-            port = ntohs(a->sin6_port);
-        }
-    }
-    snprintf(out, cap, "%s:%u (w%u-%llu)", host, port, c->w->id, (unsigned long long)c->serial);
+    char addr[INET6_ADDRSTRLEN + 8] = "(peer gone)";
+    if (getpeername(c->fd, (struct sockaddr *)&ss, &len) == 0)
+        listen_addr_format((struct sockaddr *)&ss, addr, sizeof(addr));
+    snprintf(out, cap, "%s (w%u-%llu)", addr, c->w->id, (unsigned long long)c->serial);
 }
 
 /* ---- lifetime ---- */
@@ -94,6 +86,10 @@ void conn_put(struct conn *c)
 void conn_abort(struct conn *c)
 {
     if (c->state != CONN_CLOSED) {
+        conn_debug(c, "closed (%s)",
+                   c->state == CONN_HANDSHAKE ? "during the handshake"
+                   : c->state == CONN_OPEN    ? "without a close handshake"
+                                              : "after our close");
         c->state = CONN_CLOSED;
         tw_cancel(&c->w->tw, &c->timer);
         bc_leave_all(c);
@@ -141,6 +137,7 @@ void conn_accept(struct worker *w, int fd)
     tw_entry_init(&c->timer);
     tw_schedule(&w->tw, &c->timer, w->tick + TICKS(w->cfg->handshake_timeout_s * 1000));
     w->nconns++;
+    conn_debug(c, "accepted");
     conn_arm_recv(c);
 }
 
@@ -165,6 +162,7 @@ void conn_close_start(struct conn *c, uint16_t code, const char *reason)
         conn_abort(c);
         return;
     }
+    conn_debug(c, "closing with %u (%s)", code, reason ? reason : "");
     sendq_push_force(c, frame_close(code, reason));
     c->flags |= CONN_CLOSE_SENT;
     c->state = CONN_CLOSING;
@@ -195,12 +193,14 @@ void conn_on_send_done(struct conn *c)
     maybe_finish(c);
 }
 
-static void http_error(struct conn *c, int status, const char *body)
+/* Refuses the upgrade with status; why (one line, no newline) is the body and the log's. */
+static void http_error(struct conn *c, int status, const char *why)
 {
-    char out[1024];
+    char out[1024], body[300];
+    snprintf(body, sizeof(body), "%s\n", why);
     size_t n = http_write_error(out, sizeof(out), status, body);
     c->w->m.handshake_errors++;
-    log_debug("handshake refused with %d", status);
+    connlog_refusal(c, status, why);
     sendq_push_force(c, frame_raw(out, n));
     c->flags |= CONN_CLOSE_SENT;
     c->state = CONN_CLOSING;
@@ -228,15 +228,17 @@ static int handshake(struct conn *c, uint8_t *buf, size_t len)
     if (r == HTTP_NEED_MORE)
         return 0;
     if (r == HTTP_ERROR) {
-        http_error(c, req.status, NULL);
+        http_error(c, req.status, req.reason);
         return -1;
     }
     int status = http_upgrade_check(&req);
     struct span sid;
-    if (!status)
-        status = http_route_ws(req.path, &sid);
     if (status) {
-        http_error(c, status, NULL);
+        http_error(c, status, http_upgrade_reason(&req));
+        return -1;
+    }
+    if (http_route_ws(req.path, &sid)) {
+        http_error(c, 404, "no WebSocket endpoint at this path: use /ws or /ws/{session_id}");
         return -1;
     }
     unsigned n = atomic_fetch_add_explicit(&w->eng->nconns, 1, memory_order_relaxed);
@@ -244,7 +246,7 @@ static int handshake(struct conn *c, uint8_t *buf, size_t len)
         atomic_fetch_sub_explicit(&w->eng->nconns, 1, memory_order_relaxed);
         w->m.refused_full++;
         char body[128];
-        snprintf(body, sizeof(body), "server full: max-connections (%u) reached, retry later\n",
+        snprintf(body, sizeof(body), "server full: max-connections (%u) reached, retry later",
                  w->cfg->max_connections);
         http_error(c, 503, body);
         return -1;
@@ -256,6 +258,7 @@ static int handshake(struct conn *c, uint8_t *buf, size_t len)
     sendq_push(c, dispatch_welcome(c));
     c->state = CONN_OPEN;
     w->m.upgraded++;
+    conn_debug(c, "upgraded: %.*s", (int)req.target.len, req.target.base);
     if (w->cfg->heartbeat_s)
         tw_schedule(&w->tw, &c->timer, w->tick + TICKS(w->cfg->heartbeat_s * 1000));
     else
@@ -293,6 +296,7 @@ static bool on_frame(struct conn *c, const struct ws_frame *f)
         return true;
     case WS_OP_PONG: return true;
     case WS_OP_CLOSE:
+        conn_debug(c, "peer sent close %u", f->close_code);
         c->flags |= CONN_PEER_CLOSED;
         if (!(c->flags & CONN_CLOSE_SENT)) {
             /* Echo the peer's code (an empty close is echoed empty), then close. */
@@ -434,7 +438,7 @@ void conn_on_timer(struct tw_entry *e, void *arg)
     switch (c->state) {
     case CONN_HANDSHAKE:
         if (c->in.len) {
-            http_error(c, 408, "upgrade request not completed in time\n");
+            http_error(c, 408, "upgrade request not completed in time");
         } else {
             conn_abort(c);
         }
