@@ -160,31 +160,18 @@ static bool channel_get(struct conn *c, const struct env_request *req, struct sp
 }
 
 /* A message too complex for the worker's ENV_MAX_TOKENS (a publish whose payload is a long
- * array) is parsed again with enough tokens for its length: no valid message within
- * max-message-bytes is refused for its shape. The array is kept for the next such message
- * while it is at most BIG_TOKS_KEEP tokens (about 1.3 MB), so a steady stream of them costs
- * no allocation; a bigger one is freed at once. */
-#define BIG_TOKS_KEEP 65536
-static __thread jsmntok_t *big_toks;
-static __thread size_t big_ntoks;
-
+ * array) is parsed again with enough tokens for any text of its length (env_max_tokens, about
+ * 10 bytes of tokens per byte of message, freed at once): no valid message within
+ * max-message-bytes is refused for its shape, and the worker's fixed array stays small. */
 static enum env_err parse_big(const char *msg, size_t len, struct env_request *req)
 {
     size_t need = env_max_tokens(len);
-    if (need > big_ntoks) {
-        jsmntok_t *t = realloc(big_toks, need * sizeof(*t));
-        if (!t)
-            return ENV_ERR_TOO_COMPLEX;
-        big_toks = t;
-        big_ntoks = need;
-    }
-    enum env_err err = env_request_parse(msg, len, big_toks, (unsigned)need, req);
+    jsmntok_t *toks = malloc(need * sizeof(*toks));
+    if (!toks)
+        return ENV_ERR_TOO_COMPLEX;
+    enum env_err err = env_request_parse(msg, len, toks, (unsigned)need, req);
     /* The spans in req point into msg, not into the tokens: freeing them here is safe. */
-    if (big_ntoks > BIG_TOKS_KEEP) {
-        free(big_toks);
-        big_toks = NULL;
-        big_ntoks = 0;
-    }
+    free(toks);
     return err;
 }
 
