@@ -445,7 +445,9 @@ static void print_help(void)
     printf("  --%-21s %s\n", "version", "print the version and exit");
     printf("\nByte sizes accept k, M, G suffixes (powers of 1024), e.g. --max-queue-bytes 4M.\n"
            "Close codes: 1001 shutdown, 1008 rate limit, 1009 too big, 4000 heartbeat timeout,\n"
-           "4008 slow consumer (reconnect). See docs/configuration.md.\n");
+           "4008 slow consumer (reconnect). See docs/configuration.md.\n"
+           "Signals: SIGTERM/SIGINT drain and stop (twice: stop now), SIGHUP reopens --log-file\n"
+           "and reloads the run-time options, SIGUSR1 logs a status line per worker.\n");
 }
 
 /* The CPUs this process may run on (respects taskset and cgroup cpusets). */
