@@ -597,7 +597,6 @@ int config_reload(const struct rc_config *cur, struct rc_config *next)
     reloading = false;
     if (r != 0)
         return -1;
-    fresh.threads = cur->threads; /* 0 was resolved at startup */
     *next = *cur;
     int changed = 0;
     for (size_t i = 0; i < NOPTS; i++) {
@@ -639,9 +638,10 @@ void config_log(const struct rc_config *c)
 {
     log_info("config: bind=%s port=%u threads=%u max-connections=%u max-message-bytes=%u "
              "max-subscriptions=%u max-queue-bytes=%llu rate-limit=%u/s burst=%u heartbeat=%us "
-             "heartbeat-timeout=%us handshake-timeout=%us drain-timeout=%us%s%s",
+             "heartbeat-timeout=%us handshake-timeout=%us drain-timeout=%us%s%s%s%s",
              c->bind, c->port, c->threads, c->max_connections, c->max_message_bytes,
              c->max_subscriptions, (unsigned long long)c->max_queue_bytes, c->rate_limit,
              c->rate_burst, c->heartbeat_s, c->heartbeat_timeout_s, c->handshake_timeout_s,
-             c->drain_timeout_s, c->config_file[0] ? " file=" : "", c->config_file);
+             c->drain_timeout_s, c->config_file[0] ? " file=" : "", c->config_file,
+             c->log_file[0] ? " log-file=" : "", c->log_file);
 }
