@@ -185,9 +185,7 @@ void dispatch_message(struct conn *c, const char *msg, size_t len)
         err = parse_big(msg, len, &req);
     if (!rate_ok(c)) {
         if (c->rl_strikes > 2 * (uint32_t)w->cfg->rate_burst) {
-            char peer[64];
-            conn_peer_format(c, peer, sizeof(peer));
-            log_info("%s: rate limit exceeded persistently, closing with 1008", peer);
+            connlog(c, LOG_LVL_INFO, "rate limit exceeded persistently, closing with 1008");
             conn_close_start(c, WS_CLOSE_POLICY, "rate limit exceeded");
             return;
         }
