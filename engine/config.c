@@ -7,6 +7,8 @@
 #include "config.h"
 
 #include <ctype.h>
+#include <stdarg.h>
+#include <stdbool.h>
 #include <errno.h>
 #include <getopt.h>
 #include <ini.h>
@@ -29,6 +31,7 @@ enum opt_type {
     OPT_PORT,
     OPT_STR,
     OPT_LEVEL,
+    OPT_PATH, /* a string that may be empty */
 };
 
 struct opt {
@@ -39,6 +42,7 @@ struct opt {
     uint64_t min, max;
     const char *unit;
     const char *help;
+    bool runtime; /* SIGHUP may change it: every reader looks it up at the moment of use */
 };
 
 /* A field's place and width in struct rc_config. */
@@ -65,39 +69,48 @@ static uint64_t num_load(const void *field, size_t size)
 }
 
 static const struct opt opts[] = {
-    {"bind", OPT_STR, OFF(bind), 0, 0, "address", "IPv4/IPv6 address to listen on"},
-    {"port", OPT_PORT, OFF(port), 1, 65535, "port", "TCP port"},
+    {"bind", OPT_STR, OFF(bind), 0, 0, "address",
+     "address or host name to listen on (resolved once at startup)", false},
+    {"port", OPT_PORT, OFF(port), 1, 65535, "port", "TCP port", false},
     {"threads", OPT_UINT, OFF(threads), 0, RC_MAX_THREADS, "workers",
-     "worker threads, one io_uring ring each, pinned (0 = one per CPU we may run on)"},
+     "worker threads, one io_uring ring each, pinned (0 = one per CPU we may run on)", false},
     {"max-connections", OPT_UINT, OFF(max_connections), 1, 10000000, "connections",
-     "connections across all workers; beyond it the upgrade gets HTTP 503"},
+     "connections across all workers; beyond it the upgrade gets HTTP 503", true},
     {"max-message-bytes", OPT_BYTES, OFF(max_message_bytes), 126, 16u << 20, "bytes",
-     "largest client message (all fragments); larger closes with 1009"},
-    {"max-subscriptions", OPT_UINT, OFF(max_subscriptions), 1, 1000000, "rooms",
-     "rooms one connection may join (TOO_MANY_SUBSCRIPTIONS beyond)"},
+     "largest client message (all fragments); larger closes with 1009", false},
+    /* Bounds per-connection membership memory (48 B each); test-covered at the limit. */
+    {"max-subscriptions", OPT_UINT, OFF(max_subscriptions), 1, RC_MAX_SUBSCRIPTIONS, "rooms",
+     "rooms one connection may join (TOO_MANY_SUBSCRIPTIONS beyond)", true},
     {"max-rooms", OPT_UINT, OFF(max_rooms), 1, 100000000, "rooms",
-     "rooms with subscribers across all workers (TOO_MANY_ROOMS beyond)"},
+     "room entries across all workers (TOO_MANY_ROOMS beyond)", false},
     {"max-queue-bytes", OPT_BYTES, OFF(max_queue_bytes), 4096, 1ull << 34, "bytes",
-     "bytes queued to one connection before it is closed as a slow consumer (4008)"},
+     "bytes queued to one connection before it is closed as a slow consumer (4008); at least "
+     "twice max-message-bytes",
+     false},
     {"rate-limit", OPT_UINT, OFF(rate_limit), 0, 10000000, "messages/s",
-     "client messages per second per connection (token bucket); 0 = off"},
-    {"rate-burst", OPT_UINT, OFF(rate_burst), 1, 10000000, "messages",
-     "token bucket depth: messages a client may send at once"},
+     "client messages per second per connection (token bucket); 0 = off", true},
+    /* rate_burst * 1000 must fit the 32-bit token count (thousandths of a message). */
+    {"rate-burst", OPT_UINT, OFF(rate_burst), 1, RC_MAX_RATE_BURST, "messages",
+     "token bucket depth: messages a client may send at once", true},
     {"heartbeat-s", OPT_UINT, OFF(heartbeat_s), 0, 86400, "seconds",
-     "ping connections silent this long; 0 = never"},
+     "ping connections silent this long; 0 = never", false},
     {"heartbeat-timeout-s", OPT_UINT, OFF(heartbeat_timeout_s), 1, 86400, "seconds",
-     "close (4000) a pinged connection that stays silent this long"},
+     "close (4000) a pinged connection that stays silent this long", true},
     {"handshake-timeout-s", OPT_UINT, OFF(handshake_timeout_s), 1, 3600, "seconds",
-     "time a client has to complete the HTTP upgrade"},
+     "time a client has to complete the HTTP upgrade", true},
     {"drain-timeout-s", OPT_UINT, OFF(drain_timeout_s), 0, 3600, "seconds",
-     "graceful shutdown: time to deliver queued events and close handshakes"},
+     "graceful shutdown: time to deliver queued events and close handshakes", true},
+    /* The kernel's buffer rings hold at most 32768 entries. */
     {"recv-buffers", OPT_UINT, OFF(recv_buffers), 16, 32768, "buffers",
-     "provided receive buffers per worker (a power of two)"},
+     "provided receive buffers per worker (a power of two)", false},
     {"recv-buffer-size", OPT_BYTES, OFF(recv_buffer_size), 512, 1u << 20, "bytes",
-     "size of each provided receive buffer"},
-    {"ring-entries", OPT_UINT, OFF(ring_entries), 64, 32768, "entries",
-     "submission queue entries per worker ring"},
-    {"log-level", OPT_LEVEL, OFF(log_level), 0, 0, "level", "debug, info, warn or error"},
+     "size of each provided receive buffer", false},
+    /* The completion queue is 8x this, and the kernel takes at most 65536 CQ entries. */
+    {"ring-entries", OPT_UINT, OFF(ring_entries), 64, RC_MAX_RING_ENTRIES, "entries",
+     "submission queue entries per worker ring (completion queue: 8x)", false},
+    {"log-level", OPT_LEVEL, OFF(log_level), 0, 0, "level", "debug, info, warn or error", true},
+    {"log-file", OPT_PATH, OFF(log_file), 0, 0, "path",
+     "append the log to this file instead of stderr (SIGHUP reopens it)", false},
 };
 
 #define NOPTS (sizeof(opts) / sizeof(opts[0]))
@@ -175,72 +188,108 @@ static int parse_u64(const char *s, bool suffixes, uint64_t *out)
     return 0;
 }
 
+/* Where each option's value came from ("default", "--port", "ringcast.ini:3", "RINGCAST_PORT"),
+ * for errors that involve two options. Only the main thread loads configuration. */
+static char origins[NOPTS][300];
+/* Set while SIGHUP re-reads the configuration: errors then go to the log, not to stderr. */
+static bool reloading;
+
+/* One error line: "ringcast: ORIGIN: option 'value' problem" at startup, an ERROR log line
+ * (prefixed "reload:") on SIGHUP. */
+static void __attribute__((format(printf, 1, 2))) cfg_error(const char *fmt, ...)
+{
+    char msg[768];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    if (reloading)
+        log_error("reload: %s (configuration unchanged)", msg);
+    else
+        fprintf(stderr, "ringcast: %s\n", msg);
+}
+
 /* Applies one value; origin says where it came from ("--port", "file.ini:3", "RINGCAST_PORT")
- * so that the error names the exact place to fix. */
-static int apply(struct rc_config *c, const struct opt *o, const char *val, const char *origin)
+ * so that the error names the exact place to fix. On error the one-line message is in err. */
+static int apply(struct rc_config *c, const struct opt *o, const char *val, const char *origin,
+                 char *err, size_t errcap)
 {
     char *field = (char *)c + o->offset;
     uint64_t v = 0;
     switch (o->type) {
     case OPT_STR:
-        if (strlen(val) == 0 || strlen(val) >= o->size) {
-            fprintf(stderr, "ringcast: %s: bad %s '%s'\n", origin, o->name, val);
+    case OPT_PATH:
+        if ((o->type == OPT_STR && strlen(val) == 0) || strlen(val) >= o->size) {
+            snprintf(err, errcap, "%s: %s '%s' must be 1 to %zu characters", origin, o->name, val,
+                     o->size - 1);
             return -1;
         }
         snprintf(field, o->size, "%s", val);
-        return 0;
+        break;
     case OPT_LEVEL: {
         int lvl = log_level_parse(val);
         if (lvl < 0) {
-            fprintf(stderr, "ringcast: %s: log-level '%s' is not debug, info, warn or error\n",
-                    origin, val);
+            snprintf(err, errcap, "%s: log-level '%s' is not debug, info, warn or error", origin,
+                     val);
             return -1;
         }
         *(enum log_level *)field = (enum log_level)lvl;
-        return 0;
+        break;
     }
     case OPT_UINT:
     case OPT_PORT:
     case OPT_BYTES:
         if (parse_u64(val, o->type == OPT_BYTES, &v) != 0 || v < o->min || v > o->max) {
-            fprintf(stderr, "ringcast: %s: %s '%s' is not a number in %llu..%llu (%s)\n", origin,
-                    o->name, val, (unsigned long long)o->min, (unsigned long long)o->max, o->unit);
+            snprintf(err, errcap, "%s: %s '%s' is not a number in %llu..%llu (%s)", origin, o->name,
+                     val, (unsigned long long)o->min, (unsigned long long)o->max, o->unit);
             return -1;
         }
         num_store(field, o->size, v);
-        return 0;
+        break;
     }
-    return -1;
+    snprintf(origins[o - opts], sizeof(origins[0]), "%s", origin);
+    return 0;
 }
 
 struct ini_ctx {
     struct rc_config *cfg;
-    char error[256]; /* first error; inih tells its line number */
+    FILE *f;
+    const char *path;
+    int line;        /* lines read so far: the handler runs for the line just read */
+    char error[768]; /* first error, with its file:line */
 };
 
-/* Debian's libinih is built without INI_HANDLER_LINENO, so the handler cannot see line
- * numbers; it records what went wrong and ini_parse_file returns the line of the first error. */
+/* Debian's libinih is built without INI_HANDLER_LINENO: a reader that counts lines tells the
+ * handler where it is. */
+static char *ini_read_line(char *str, int num, void *stream)
+{
+    struct ini_ctx *ctx = stream;
+    char *r = fgets(str, num, ctx->f);
+    if (r)
+        ctx->line++;
+    return r;
+}
+
 static int on_ini_key(void *user, const char *section, const char *name, const char *value)
 {
     struct ini_ctx *ctx = user;
     if (ctx->error[0])
         return 0;
+    char origin[300];
+    snprintf(origin, sizeof(origin), "%s:%d", ctx->path, ctx->line);
     if (section[0] && strcmp(section, "ringcast") != 0) {
-        snprintf(ctx->error, sizeof(ctx->error), "unknown section [%s] (use [ringcast] or none)",
-                 section);
+        snprintf(ctx->error, sizeof(ctx->error),
+                 "%s: unknown section [%s] (use [ringcast] or none)", origin, section);
         return 0;
     }
     const struct opt *o = find_opt(name);
     if (!o) {
-        snprintf(ctx->error, sizeof(ctx->error), "unknown key '%s' (see ringcast --help)", name);
+        snprintf(ctx->error, sizeof(ctx->error), "%s: unknown key '%s' (see ringcast --help)",
+                 origin, name);
         return 0;
     }
-    char origin[80];
-    snprintf(origin, sizeof(origin), "key %s", o->name);
-    if (apply(ctx->cfg, o, value, origin) != 0) {
-        snprintf(ctx->error, sizeof(ctx->error), "bad value '%s' for %s", value, o->name);
+    if (apply(ctx->cfg, o, value, origin, ctx->error, sizeof(ctx->error)) != 0)
         return 0;
-    }
     return 1;
 }
 
@@ -248,32 +297,129 @@ static int load_file(struct rc_config *c, const char *path)
 {
     FILE *f = fopen(path, "r");
     if (!f) {
-        fprintf(stderr, "ringcast: cannot open config file %s: %s\n", path, strerror(errno));
+        cfg_error("cannot open config file %s: %s", path, strerror(errno));
         return -1;
     }
-    struct ini_ctx ctx = {.cfg = c};
-    int rc = ini_parse_file(f, on_ini_key, &ctx);
+    struct ini_ctx ctx = {.cfg = c, .f = f, .path = path};
+    int rc = ini_parse_stream(ini_read_line, &ctx, on_ini_key, &ctx);
     fclose(f);
     if (rc != 0) {
-        fprintf(stderr, "ringcast: %s:%d: %s\n", path, rc,
-                ctx.error[0] ? ctx.error : "syntax error (expected key = value)");
+        if (ctx.error[0])
+            cfg_error("%s", ctx.error);
+        else if (rc > 0)
+            cfg_error("%s:%d: syntax error (expected key = value)", path, rc);
+        else
+            cfg_error("cannot read config file %s", path);
         return -1;
     }
     snprintf(c->config_file, sizeof(c->config_file), "%s", path);
     return 0;
 }
 
+static void env_name(const struct opt *o, char *env, size_t cap)
+{
+    size_t n = (size_t)snprintf(env, cap, "RINGCAST_");
+    for (const char *p = o->name; *p && n < cap - 1; p++)
+        env[n++] = *p == '-' ? '_' : (char)toupper((unsigned char)*p);
+    env[n] = 0;
+}
+
+/* Edit distance between two short names, for "did you mean". */
+static unsigned distance(const char *a, const char *b)
+{
+    unsigned la = (unsigned)strlen(a), lb = (unsigned)strlen(b);
+    if (la > 63 || lb > 63)
+        return 99;
+    unsigned d[64], prev;
+    for (unsigned j = 0; j <= lb; j++)
+        d[j] = j;
+    for (unsigned i = 1; i <= la; i++) {
+        prev = d[0];
+        d[0] = i;
+        for (unsigned j = 1; j <= lb; j++) {
+            unsigned t = d[j];
+            unsigned sub = prev + (a[i - 1] != b[j - 1]);
+            unsigned del = d[j] + 1, ins = d[j - 1] + 1;
+            d[j] = sub < del ? (sub < ins ? sub : ins) : (del < ins ? del : ins);
+            prev = t;
+        }
+    }
+    return d[lb];
+}
+
+/* Variables of the project's own scripts (tests/run, bench/demo, the test gates), which start
+ * the engine with their environment: not options, and not mistakes. */
+static bool tool_variable(const char *name)
+{
+    static const char *const prefixes[] = {"RINGCAST_BUILD", "RINGCAST_DEMO_", "RINGCAST_GATE_",
+                                           "RINGCAST_TEST_"};
+    for (size_t i = 0; i < sizeof(prefixes) / sizeof(prefixes[0]); i++)
+        if (strncmp(name, prefixes[i], strlen(prefixes[i])) == 0)
+            return true;
+    return false;
+}
+
+/* configuration.md promises that a mistake anywhere is a startup error: a RINGCAST_ variable
+ * that names no option is one, with the closest option's variable as a hint. */
+static int check_env_names(void)
+{
+    extern char **environ;
+    for (char **e = environ; e && *e; e++) {
+        if (strncmp(*e, "RINGCAST_", 9) != 0)
+            continue;
+        const char *eq = strchr(*e, '=');
+        size_t n = eq ? (size_t)(eq - *e) : strlen(*e);
+        char name[128];
+        if (n >= sizeof(name))
+            n = sizeof(name) - 1;
+        memcpy(name, *e, n);
+        name[n] = 0;
+        if (strcmp(name, "RINGCAST_CONFIG") == 0 || tool_variable(name))
+            continue;
+        const char *best = NULL;
+        unsigned best_d = 99;
+        bool known = false;
+        for (size_t i = 0; i < NOPTS; i++) {
+            char env[64];
+            env_name(&opts[i], env, sizeof(env));
+            if (strcmp(env, name) == 0) {
+                known = true;
+                break;
+            }
+            unsigned d = distance(env, name);
+            if (d < best_d) {
+                best_d = d;
+                best = opts[i].name;
+            }
+        }
+        if (known)
+            continue;
+        if (best && best_d <= 2) {
+            char env[64];
+            env_name(find_opt(best), env, sizeof(env));
+            cfg_error("%s: unknown environment variable (did you mean %s?)", name, env);
+        } else {
+            cfg_error("%s: unknown environment variable (RINGCAST_<OPTION>, see ringcast --help; "
+                      "RINGCAST_CONFIG names a file)",
+                      name);
+        }
+        return -1;
+    }
+    return 0;
+}
+
 static int load_env(struct rc_config *c)
 {
+    if (check_env_names() != 0)
+        return -1;
     for (size_t i = 0; i < NOPTS; i++) {
-        char env[64] = "RINGCAST_";
-        size_t n = strlen(env);
-        for (const char *p = opts[i].name; *p && n < sizeof(env) - 1; p++)
-            env[n++] = *p == '-' ? '_' : (char)toupper((unsigned char)*p);
-        env[n] = 0;
+        char env[64], err[768];
+        env_name(&opts[i], env, sizeof(env));
         const char *v = getenv(env);
-        if (v && apply(c, &opts[i], v, env) != 0)
+        if (v && apply(c, &opts[i], v, env, err, sizeof(err)) != 0) {
+            cfg_error("%s", err);
             return -1;
+        }
     }
     return 0;
 }
@@ -302,7 +448,9 @@ static void print_help(void)
     printf("  --%-21s %s\n", "version", "print the version and exit");
     printf("\nByte sizes accept k, M, G suffixes (powers of 1024), e.g. --max-queue-bytes 4M.\n"
            "Close codes: 1001 shutdown, 1008 rate limit, 1009 too big, 4000 heartbeat timeout,\n"
-           "4008 slow consumer (reconnect). See docs/configuration.md.\n");
+           "4008 slow consumer (reconnect). See docs/configuration.md.\n"
+           "Signals: SIGTERM/SIGINT drain and stop (twice: stop now), SIGHUP reopens --log-file\n"
+           "and reloads the run-time options, SIGUSR1 logs a status line per worker.\n");
 }
 
 /* The CPUs this process may run on (respects taskset and cgroup cpusets). */
@@ -318,10 +466,87 @@ static unsigned usable_cpus(void)
     return n > 0 ? (unsigned)n : 1;
 }
 
-int config_load(struct rc_config *c, int argc, char **argv)
+/* The argv config_load read, kept so that SIGHUP re-reads the same flags. */
+static int saved_argc;
+static char **saved_argv;
+
+/* Checks between options, after every source is read. */
+static int check_combined(struct rc_config *c)
+{
+    size_t rb = (size_t)(find_opt("recv-buffers") - opts);
+    if (c->recv_buffers & (c->recv_buffers - 1)) {
+        cfg_error("%s: recv-buffers '%u' is not a power of two (e.g. %u)", origins[rb],
+                  c->recv_buffers, 1u << (31 - __builtin_clz(c->recv_buffers)));
+        return -1;
+    }
+    /* A message that fits max-message-bytes becomes an event a little larger (envelope, room
+     * name); a queue that cannot hold two of them closes every subscriber of a room on one
+     * large publish. */
+    size_t mq = (size_t)(find_opt("max-queue-bytes") - opts);
+    size_t mm = (size_t)(find_opt("max-message-bytes") - opts);
+    if (c->max_queue_bytes < 2 * (uint64_t)c->max_message_bytes) {
+        cfg_error("%s: max-queue-bytes '%llu' is less than twice max-message-bytes %u (from %s): "
+                  "one large publish would close every subscriber as a slow consumer; use at "
+                  "least %llu",
+                  origins[mq], (unsigned long long)c->max_queue_bytes, c->max_message_bytes,
+                  origins[mm], 2 * (unsigned long long)c->max_message_bytes);
+        return -1;
+    }
+    return 0;
+}
+
+/* Reads every source into c; shared by config_load and config_reload. */
+static int load_all(struct rc_config *c, int argc, char **argv, const char *file)
 {
     set_defaults(c);
+    for (size_t i = 0; i < NOPTS; i++)
+        snprintf(origins[i], sizeof(origins[i]), "default");
+    if (file && *file && load_file(c, file) != 0)
+        return -1;
+    if (load_env(c) != 0)
+        return -1;
 
+    /* getopt_long's table, built from ours: index i is opts[i]; then config/help/version. */
+    struct option lopts[NOPTS + 4];
+    for (size_t i = 0; i < NOPTS; i++)
+        lopts[i] = (struct option){opts[i].name, required_argument, NULL, 1000 + (int)i};
+    lopts[NOPTS] = (struct option){"config", required_argument, NULL, 'c'};
+    lopts[NOPTS + 1] = (struct option){"help", no_argument, NULL, 'h'};
+    lopts[NOPTS + 2] = (struct option){"version", no_argument, NULL, 'V'};
+    lopts[NOPTS + 3] = (struct option){NULL, 0, NULL, 0};
+    /* Flags win over file and environment. */
+    opterr = 0;
+    optind = 1;
+    int ch;
+    while ((ch = getopt_long(argc, argv, "hc:V", lopts, NULL)) != -1) {
+        if (ch >= 1000) {
+            const struct opt *o = &opts[ch - 1000];
+            char origin[80], err[768];
+            snprintf(origin, sizeof(origin), "--%s", o->name);
+            if (apply(c, o, optarg, origin, err, sizeof(err)) != 0) {
+                cfg_error("%s", err);
+                return -1;
+            }
+        }
+    }
+    if (check_combined(c) != 0)
+        return -1;
+    unsigned cpus = usable_cpus();
+    if (c->threads == 0) {
+        c->threads = cpus;
+        if (c->threads > RC_MAX_THREADS)
+            c->threads = RC_MAX_THREADS;
+    } else if (c->threads > cpus && !reloading) {
+        size_t th = (size_t)(find_opt("threads") - opts);
+        log_warn("%s: threads %u is more than the %u CPU%s this process may run on: workers "
+                 "will share cores and preempt each other",
+                 origins[th], c->threads, cpus, cpus == 1 ? "" : "s");
+    }
+    return 0;
+}
+
+int config_load(struct rc_config *c, int argc, char **argv)
+{
     /* getopt_long's table, built from ours: index i is opts[i]; then config/help/version. */
     struct option lopts[NOPTS + 4];
     for (size_t i = 0; i < NOPTS; i++)
@@ -359,43 +584,67 @@ int config_load(struct rc_config *c, int argc, char **argv)
         fprintf(stderr, "ringcast: unexpected argument '%s' (see --help)\n", argv[optind]);
         return -1;
     }
-    if (file && *file && load_file(c, file) != 0)
+    saved_argc = argc;
+    saved_argv = argv;
+    if (load_all(c, argc, argv, file) != 0)
         return -1;
-    if (load_env(c) != 0)
-        return -1;
-
-    /* Pass 2: flags win over file and environment. */
-    optind = 1;
-    while ((ch = getopt_long(argc, argv, "hc:V", lopts, NULL)) != -1) {
-        if (ch >= 1000) {
-            const struct opt *o = &opts[ch - 1000];
-            char origin[80];
-            snprintf(origin, sizeof(origin), "--%s", o->name);
-            if (apply(c, o, optarg, origin) != 0)
-                return -1;
-        }
-    }
-
-    if (c->recv_buffers & (c->recv_buffers - 1)) {
-        fprintf(stderr, "ringcast: recv-buffers %u is not a power of two\n", c->recv_buffers);
-        return -1;
-    }
-    if (c->threads == 0) {
-        c->threads = usable_cpus();
-        if (c->threads > RC_MAX_THREADS)
-            c->threads = RC_MAX_THREADS;
-    }
     log_set_level(c->log_level);
     return 0;
+}
+
+int config_reload(const struct rc_config *cur, struct rc_config *next)
+{
+    struct rc_config fresh;
+    reloading = true;
+    int r = load_all(&fresh, saved_argc, saved_argv, cur->config_file);
+    reloading = false;
+    if (r != 0)
+        return -1;
+    *next = *cur;
+    int changed = 0;
+    for (size_t i = 0; i < NOPTS; i++) {
+        const struct opt *o = &opts[i];
+        const char *a = (const char *)cur + o->offset, *b = (const char *)&fresh + o->offset;
+        char was[64], now[64];
+        if (o->type == OPT_STR || o->type == OPT_PATH) {
+            if (strcmp(a, b) == 0)
+                continue;
+            snprintf(was, sizeof(was), "%s", a);
+            snprintf(now, sizeof(now), "%s", b);
+        } else if (o->type == OPT_LEVEL) {
+            if (*(const enum log_level *)a == *(const enum log_level *)b)
+                continue;
+            snprintf(was, sizeof(was), "%s", log_level_name(*(const enum log_level *)a));
+            snprintf(now, sizeof(now), "%s", log_level_name(*(const enum log_level *)b));
+        } else {
+            uint64_t va = num_load(a, o->size), vb = num_load(b, o->size);
+            if (va == vb)
+                continue;
+            snprintf(was, sizeof(was), "%llu", (unsigned long long)va);
+            snprintf(now, sizeof(now), "%llu", (unsigned long long)vb);
+        }
+        if (o->runtime) {
+            memcpy((char *)next + o->offset, b, o->size);
+            log_info("reload: %s %s -> %s (from %s)", o->name, was, now, origins[i]);
+            changed++;
+        } else {
+            log_warn("reload: %s %s -> %s (from %s) needs a restart; keeping %s", o->name, was, now,
+                     origins[i], was);
+        }
+    }
+    if (!changed)
+        log_info("reload: no run-time option changed");
+    return changed;
 }
 
 void config_log(const struct rc_config *c)
 {
     log_info("config: bind=%s port=%u threads=%u max-connections=%u max-message-bytes=%u "
              "max-subscriptions=%u max-queue-bytes=%llu rate-limit=%u/s burst=%u heartbeat=%us "
-             "heartbeat-timeout=%us handshake-timeout=%us drain-timeout=%us%s%s",
+             "heartbeat-timeout=%us handshake-timeout=%us drain-timeout=%us%s%s%s%s",
              c->bind, c->port, c->threads, c->max_connections, c->max_message_bytes,
              c->max_subscriptions, (unsigned long long)c->max_queue_bytes, c->rate_limit,
              c->rate_burst, c->heartbeat_s, c->heartbeat_timeout_s, c->handshake_timeout_s,
-             c->drain_timeout_s, c->config_file[0] ? " file=" : "", c->config_file);
+             c->drain_timeout_s, c->config_file[0] ? " file=" : "", c->config_file,
+             c->log_file[0] ? " log-file=" : "", c->log_file);
 }

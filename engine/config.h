@@ -15,7 +15,7 @@
 #include "log.h"
 
 struct rc_config {
-    char bind[64];
+    char bind[256]; /* address or host name */
     uint16_t port;
     unsigned threads; /* resolved: never 0 after config_load */
     unsigned max_connections;
@@ -33,6 +33,7 @@ struct rc_config {
     unsigned recv_buffer_size; /* bytes each */
     unsigned ring_entries;
     enum log_level log_level;
+    char log_file[256];    /* empty: stderr */
     char config_file[256]; /* empty when none */
 };
 
@@ -40,6 +41,14 @@ struct rc_config {
  * winning). Returns 0 to run, 1 when --help or --version was printed (exit 0), -1 on an error
  * already printed to stderr (exit 2). */
 int config_load(struct rc_config *cfg, int argc, char **argv);
+
+/* SIGHUP: re-reads the same sources config_load read (the same file, the environment as it is
+ * now, the same flags) and writes into next a copy of cur in which only the options that are
+ * safe to change at run time (rate-limit, rate-burst, max-connections, max-subscriptions,
+ * heartbeat-timeout-s, handshake-timeout-s, drain-timeout-s, log-level) take their new values.
+ * Logs every change, and warns about changes that need a restart. Returns how many options
+ * changed, or -1 on an error (logged; next is untouched). Main thread only. */
+int config_reload(const struct rc_config *cur, struct rc_config *next);
 
 /* Logs the effective configuration at info level, one line. */
 void config_log(const struct rc_config *cfg);

@@ -15,6 +15,8 @@
 #include "dispatch.h"
 #include "frame.h"
 #include "log.h"
+#include "connlog.h"
+#include "listen.h"
 #include "proto/http.h"
 #include "sendq.h"
 #include "worker.h"
@@ -32,9 +34,8 @@ static bool xgrow(struct conn *c, struct growbuf *b, size_t need)
         cap *= 2;
     uint8_t *p = realloc(b->p, cap);
     if (!p) {
-        char peer[64];
-        conn_peer_format(c, peer, sizeof(peer));
-        log_error("%s: out of memory for a %zu-byte input buffer, closing with 1011", peer, cap);
+        connlog(c, LOG_LVL_ERROR, "out of memory for a %zu-byte input buffer, closing with 1011",
+                cap);
         c->w->m.alloc_failures++;
         conn_close(c, WS_CLOSE_INTERNAL, "server out of memory");
         return false;
@@ -60,20 +61,10 @@ void conn_peer_format(const struct conn *c, char *out, size_t cap)
 {
     struct sockaddr_storage ss;
     socklen_t len = sizeof(ss);
-    char host[INET6_ADDRSTRLEN] = "?";
-    unsigned port = 0;
-    if (getpeername(c->fd, (struct sockaddr *)&ss, &len) == 0) {
-        if (ss.ss_family == AF_INET) {
-            struct sockaddr_in *a = (struct sockaddr_in *)&ss;
-            inet_ntop(AF_INET, &a->sin_addr, host, sizeof(host));
-            port = ntohs(a->sin_port);
-        } else if (ss.ss_family == AF_INET6) {
-            struct sockaddr_in6 *a = (struct sockaddr_in6 *)&ss;
-            inet_ntop(AF_INET6, &a->sin6_addr, host, sizeof(host));
-            port = ntohs(a->sin6_port);
-        }
-    }
-    snprintf(out, cap, "%s:%u (w%u-%llu)", host, port, c->w->id, (unsigned long long)c->serial);
+    char addr[INET6_ADDRSTRLEN + 8] = "(peer gone)";
+    if (getpeername(c->fd, (struct sockaddr *)&ss, &len) == 0)
+        listen_addr_format((struct sockaddr *)&ss, addr, sizeof(addr));
+    snprintf(out, cap, "%s (w%u-%llu)", addr, c->w->id, (unsigned long long)c->serial);
 }
 
 /* ---- lifetime ---- */
@@ -144,6 +135,10 @@ void conn_close(struct conn *c, uint16_t code, const char *reason)
 
 static void do_abort(struct conn *c)
 {
+    conn_debug(c, "closed (%s)",
+               c->state == CONN_HANDSHAKE ? "during the handshake"
+               : c->state == CONN_OPEN    ? "without a close handshake"
+                                          : "after our close");
     c->state = CONN_CLOSED;
     tw_cancel(&c->w->tw, &c->timer);
     bc_leave_all(c);
@@ -177,6 +172,9 @@ static void do_close(struct conn *c)
     if (c->flags & CONN_SLOW)
         sendq_discard(c); /* what the kernel has not started on: nobody waits for a slow one */
     c->flags &= ~CONN_CLOSE_REQ;
+    if (c->close_code)
+        conn_debug(c, "closing with %u (%s)", c->close_code,
+                   c->close_reason ? c->close_reason : "");
     /* Code 0: the peer half-closed without a close frame; flush what it asked for, no more. */
     if (c->close_code && !sendq_push_force(c, frame_close(c->close_code, c->close_reason))) {
         do_abort(c);
@@ -258,6 +256,7 @@ void conn_accept(struct worker *w, int fd)
     tw_entry_init(&c->timer);
     tw_schedule(&w->tw, &c->timer, w->tick + TICKS(w->cfg->handshake_timeout_s * 1000));
     w->nconns++;
+    conn_debug(c, "accepted");
     conn_arm_recv(c);
 }
 
@@ -295,12 +294,14 @@ void conn_on_send_done(struct conn *c)
     maybe_finish(c);
 }
 
-static void http_error(struct conn *c, int status, const char *body)
+/* Refuses the upgrade with status; why (one line, no newline) is the body and the log's. */
+static void http_error(struct conn *c, int status, const char *why)
 {
-    char out[1024];
+    char out[1024], body[300];
+    snprintf(body, sizeof(body), "%s\n", why);
     size_t n = http_write_error(out, sizeof(out), status, body);
     c->w->m.handshake_errors++;
-    log_debug("handshake refused with %d", status);
+    connlog_refusal(c, status, why);
     pending_done(c);
     if (!sendq_push_force(c, frame_raw(out, n))) {
         conn_abort(c);
@@ -311,9 +312,7 @@ static void http_error(struct conn *c, int status, const char *body)
 
 static void protocol_close(struct conn *c, enum ws_err err)
 {
-    char peer[64];
-    conn_peer_format(c, peer, sizeof(peer));
-    log_info("%s: protocol error: %s", peer, ws_err_str(err));
+    connlog(c, LOG_LVL_INFO, "protocol error: %s", ws_err_str(err));
     c->w->m.protocol_closes++;
     conn_close(c, ws_err_close_code(err), ws_err_str(err));
 }
@@ -353,15 +352,17 @@ static int handshake(struct conn *c, uint8_t *buf, size_t len)
     if (r == HTTP_NEED_MORE)
         return 0;
     if (r == HTTP_ERROR) {
-        http_error(c, req.status, NULL);
+        http_error(c, req.status, req.reason);
         return -1;
     }
     int status = http_upgrade_check(&req);
     struct span sid;
-    if (!status)
-        status = http_route_ws(req.path, &sid);
     if (status) {
-        http_error(c, status, NULL);
+        http_error(c, status, http_upgrade_reason(&req));
+        return -1;
+    }
+    if (http_route_ws(req.path, &sid)) {
+        http_error(c, 404, "no WebSocket endpoint at this path: use /ws or /ws/{session_id}");
         return -1;
     }
     unsigned n = atomic_fetch_add_explicit(&w->eng->nconns, 1, memory_order_relaxed);
@@ -369,7 +370,7 @@ static int handshake(struct conn *c, uint8_t *buf, size_t len)
         atomic_fetch_sub_explicit(&w->eng->nconns, 1, memory_order_relaxed);
         w->m.refused_full++;
         char body[128];
-        snprintf(body, sizeof(body), "server full: max-connections (%u) reached, retry later\n",
+        snprintf(body, sizeof(body), "server full: max-connections (%u) reached, retry later",
                  w->cfg->max_connections);
         http_error(c, 503, body);
         return -1;
@@ -382,6 +383,7 @@ static int handshake(struct conn *c, uint8_t *buf, size_t len)
     sendq_push(c, dispatch_welcome(c));
     c->state = CONN_OPEN;
     w->m.upgraded++;
+    conn_debug(c, "upgraded: %.*s", (int)req.target.len, req.target.base);
     if (w->cfg->heartbeat_s)
         tw_schedule(&w->tw, &c->timer, w->tick + TICKS(w->cfg->heartbeat_s * 1000));
     else
@@ -447,6 +449,7 @@ static bool on_frame(struct conn *c, const struct ws_frame *f)
     case WS_OP_PONG: return true;
     case WS_OP_CLOSE:
         /* Echo the peer's code (an empty close is echoed empty), then close. */
+        conn_debug(c, "peer sent close %u", f->close_code);
         c->flags |= CONN_PEER_CLOSED;
         conn_close(c, f->close_code, NULL);
         return false;
@@ -590,7 +593,7 @@ void conn_on_timer(struct tw_entry *e, void *arg)
     switch (c->state) {
     case CONN_HANDSHAKE:
         if (c->in.len) {
-            http_error(c, 408, "upgrade request not completed in time\n");
+            http_error(c, 408, "upgrade request not completed in time");
         } else {
             conn_abort(c);
         }
@@ -598,9 +601,7 @@ void conn_on_timer(struct tw_entry *e, void *arg)
     case CONN_OPEN: {
         uint64_t hb = TICKS(cfg->heartbeat_s * 1000);
         if (c->flags & CONN_PING_OUT) {
-            char peer[64];
-            conn_peer_format(c, peer, sizeof(peer));
-            log_info("%s: no answer to heartbeat ping, closing with 4000", peer);
+            connlog(c, LOG_LVL_INFO, "no answer to heartbeat ping, closing with 4000");
             w->m.heartbeat_closes++;
             c->flags &= ~CONN_PING_OUT;
             conn_close(c, 4000, "heartbeat timeout");

@@ -11,6 +11,14 @@
 #define RC_DEF_THREADS 0
 /* Largest supported worker count: room membership across workers is a 64-bit mask. */
 #define RC_MAX_THREADS 64
+/* Most rooms one connection may join: struct conn counts them in 16 bits. */
+#define RC_MAX_SUBSCRIPTIONS 65535
+/* Deepest token bucket: a client persistently over the limit is closed after 2 x burst refused
+ * messages in a row, counted in 16 bits (struct conn's rl_strikes). */
+#define RC_MAX_RATE_BURST 32767
+/* Most submission entries per ring: the completion queue is 8x, and the kernel refuses more
+ * than 65536 completion entries (IORING_MAX_CQ_ENTRIES). */
+#define RC_MAX_RING_ENTRIES 8192
 /* Connections (all workers): beyond it the upgrade is refused with HTTP 503. */
 #define RC_DEF_MAX_CONNECTIONS 10000
 /* Bytes per client message (all fragments): the Python servers' 64 KiB; larger closes 1009. */

@@ -2,10 +2,12 @@
 #include "dispatch.h"
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "broadcast.h"
 #include "conn.h"
+#include "connlog.h"
 #include "frame.h"
 #include "log.h"
 #include "proto/channel.h"
@@ -162,9 +164,7 @@ bool dispatch_admit(struct conn *c)
     if (rate_ok(c))
         return true;
     if (c->rl_strikes > 2 * (uint64_t)c->w->cfg->rate_burst) {
-        char peer[64];
-        conn_peer_format(c, peer, sizeof(peer));
-        log_info("%s: rate limit exceeded persistently, closing with 1008", peer);
+        connlog(c, LOG_LVL_INFO, "rate limit exceeded persistently, closing with 1008");
         conn_close(c, WS_CLOSE_POLICY, "rate limit exceeded");
     }
     return false;
@@ -195,20 +195,39 @@ static bool channel_get(struct conn *c, const struct env_request *req, struct sp
     return true;
 }
 
+/* A message too complex for the worker's ENV_MAX_TOKENS (a publish whose payload is a long
+ * array) is parsed again with enough tokens for any text of its length (env_max_tokens, about
+ * 10 bytes of tokens per byte of message, freed at once): no valid message within
+ * max-message-bytes is refused for its shape, and the worker's fixed array stays small. */
+static enum env_err parse_big(const char *msg, size_t len, struct env_request *req)
+{
+    size_t need = env_max_tokens(len);
+    jsmntok_t *toks = malloc(need * sizeof(*toks));
+    if (!toks)
+        return ENV_ERR_TOO_COMPLEX;
+    enum env_err err = env_request_parse(msg, len, toks, (unsigned)need, req);
+    /* The spans in req point into msg, not into the tokens: freeing them here is safe. */
+    free(toks);
+    return err;
+}
+
 void dispatch_message(struct conn *c, const char *msg, size_t len)
 {
     struct worker *w = c->w;
     struct env_request req;
     w->m.messages_in++;
     enum env_err err = env_request_parse(msg, len, w->toks, ENV_MAX_TOKENS, &req);
+    if (err == ENV_ERR_TOO_COMPLEX && len > ENV_MAX_TOKENS)
+        err = parse_big(msg, len, &req);
     if (!dispatch_admit(c)) {
         /* Refused: answered RATE_LIMITED, unless the refusal closed the connection. */
-        error(c, "RATE_LIMITED", "too many messages: slow down",
-              err == ENV_OK ? req.id : SPAN_NULL);
+        error(c, "RATE_LIMITED", "too many messages: slow down", req.id);
         return;
     }
     if (err != ENV_OK) {
-        error(c, "INVALID_MESSAGE", env_err_str(err), SPAN_NULL);
+        /* req.id is set when the request carried a usable id before the error (protocol.md
+         * §4): the client can still tell which request failed. */
+        error(c, "INVALID_MESSAGE", env_err_str(err), req.id);
         return;
     }
     if (w->draining) {
@@ -220,12 +239,16 @@ void dispatch_message(struct conn *c, const char *msg, size_t len)
     switch (req.type) {
     case ENV_PING: sendq_push(c, reply_pong(w)); return;
     case ENV_SUBSCRIBE:
-        if (channel_get(c, &req, &ch))
+        if (channel_get(c, &req, &ch)) {
+            conn_debug(c, "subscribe %.*s", (int)ch.len, ch.base);
             bc_subscribe(c, ch, req.id);
+        }
         return;
     case ENV_UNSUBSCRIBE:
-        if (channel_get(c, &req, &ch))
+        if (channel_get(c, &req, &ch)) {
+            conn_debug(c, "unsubscribe %.*s", (int)ch.len, ch.base);
             bc_unsubscribe(c, ch, req.id);
+        }
         return;
     case ENV_REQUEST: break;
     }
@@ -255,11 +278,17 @@ void dispatch_message(struct conn *c, const char *msg, size_t len)
         error(c, "INVALID_MESSAGE", "data.channel (a string) is required", req.id);
         return;
     }
+    if (pub && req.pub_event_bad) {
+        error(c, "INVALID_MESSAGE", "data.event must be a string", req.id);
+        return;
+    }
     if (!channel_get(c, &req, &ch))
         return;
     if (sub) {
+        conn_debug(c, "subscribe %.*s", (int)ch.len, ch.base);
         bc_subscribe(c, ch, req.id);
     } else if (unsub) {
+        conn_debug(c, "unsubscribe %.*s", (int)ch.len, ch.base);
         bc_unsubscribe(c, ch, req.id);
     } else {
         /* The event name defaults to "message"; a missing payload is sent as null. */

@@ -8,12 +8,23 @@
 #ifndef RINGCAST_ENGINE_LISTEN_H
 #define RINGCAST_ENGINE_LISTEN_H
 
+#include <stddef.h>
+
 struct rc_config;
 struct worker;
+struct sockaddr;
 
-/* Opens n SO_REUSEPORT listening sockets on cfg's address into fds. Returns 0, or -errno with
- * the reason already logged (EADDRINUSE names the address). */
-int listen_open(const struct rc_config *cfg, unsigned n, int *fds);
+/* How long accept stays off after EMFILE/ENFILE: descriptors come back as clients leave. */
+#define LISTEN_BACKOFF_MS 500
+
+/* Opens n SO_REUSEPORT listening sockets on cfg's address (a numeric address, or a host name
+ * resolved once, here) into fds, and writes the address as "127.0.0.1:8765" or "[::1]:8765"
+ * into where. Returns 0, or -errno with the reason already logged (EADDRINUSE names the
+ * address). */
+int listen_open(const struct rc_config *cfg, unsigned n, int *fds, char *where, size_t cap);
+
+/* Writes an IPv4 or IPv6 socket address as "ADDR:PORT", IPv6 in brackets ("[::1]:9702"). */
+void listen_addr_format(const struct sockaddr *sa, char *out, size_t cap);
 
 /* Arms the worker's multishot accept. */
 void listen_arm(struct worker *w);

@@ -2,9 +2,13 @@
  *
  * The main thread does everything that can fail in a way an operator must read: configuration,
  * descriptor limits, io_uring availability, binding the port. Then it starts one worker per
- * configured thread (worker.h), waits until all of them accept, and sleeps in sigwait until
- * SIGTERM or SIGINT; the workers never see a signal. Shutdown is a MSG_RING to each worker from
- * a tiny ring of the main thread's own.
+ * configured thread (worker.h), waits until all of them accept, and sleeps in sigwait; the
+ * workers never see a signal. Every signal becomes a MSG_RING to each worker from a tiny ring
+ * of the main thread's own, so no thread ever reads or writes another's state:
+ *   SIGTERM, SIGINT  graceful shutdown (UD_SHUTDOWN); a second one during the drain exits now;
+ *   SIGHUP           reopens --log-file and reloads the run-time options (UD_RELOAD hands each
+ *                    worker a pointer to the new configuration, which stays valid until exit);
+ *   SIGUSR1          each worker logs a one-line status (UD_STATUS).
  */
 #include <errno.h>
 #include <malloc.h>
@@ -89,6 +93,77 @@ static int xorder_test_mode(void)
     return mode;
 }
 
+/* Sends ud to every worker's ring and reaps the main ring's completions, so that any number of
+ * signals never overflows its completion queue. */
+static void post_all(struct io_uring *ring, struct worker **workers, unsigned n, uint64_t ud)
+{
+    for (unsigned i = 0; i < n; i++) {
+        struct io_uring_sqe *sqe = io_uring_get_sqe(ring);
+        if (!sqe) {
+            io_uring_submit(ring);
+            sqe = io_uring_get_sqe(ring);
+        }
+        io_uring_prep_msg_ring(sqe, workers[i]->ring_fd, 0, ud, 0);
+        io_uring_sqe_set_data64(sqe, i);
+    }
+    io_uring_submit_and_wait(ring, n);
+    struct io_uring_cqe *cqe;
+    unsigned head, seen = 0;
+    io_uring_for_each_cqe(ring, head, cqe)
+    {
+        if (cqe->res < 0)
+            log_error("cannot signal worker %llu: %s", (unsigned long long)cqe->user_data,
+                      strerror(-cqe->res));
+        seen++;
+    }
+    io_uring_cq_advance(ring, seen);
+}
+
+/* Configurations handed to the workers by SIGHUP: each stays valid until exit, because a
+ * worker may still be reading the previous one when the next arrives. A few hundred bytes per
+ * reload. */
+struct cfg_gen {
+    struct rc_config cfg; /* first: the pointer posted is the struct's */
+    struct cfg_gen *prev;
+};
+
+static const struct rc_config *reload(struct io_uring *ring, struct engine *eng,
+                                      const struct rc_config *cur, struct cfg_gen **gens)
+{
+    log_info("SIGHUP: reopening the log and reloading the configuration");
+    if (cur->log_file[0]) {
+        int r = log_open_file(cur->log_file);
+        if (r < 0)
+            log_error("cannot reopen log file %s: %s (still logging to the old one)", cur->log_file,
+                      strerror(-r));
+    }
+    struct cfg_gen *g = malloc(sizeof(*g));
+    if (!g) {
+        log_error("reload: out of memory");
+        return cur;
+    }
+    if (config_reload(cur, &g->cfg) <= 0) {
+        free(g);
+        return cur;
+    }
+    g->prev = *gens;
+    *gens = g;
+    log_set_level(g->cfg.log_level);
+    post_all(ring, eng->workers, eng->nworkers, ud_make(&g->cfg, UD_RELOAD));
+    return &g->cfg;
+}
+
+static const char *sig_name(int sig)
+{
+    switch (sig) {
+    case SIGTERM: return "SIGTERM";
+    case SIGINT: return "SIGINT";
+    case SIGHUP: return "SIGHUP";
+    case SIGUSR1: return "SIGUSR1";
+    }
+    return "signal";
+}
+
 int main(int argc, char **argv)
 {
     struct rc_config cfg;
@@ -97,14 +172,21 @@ int main(int argc, char **argv)
         return r > 0 ? 0 : 2;
     log_set_level(cfg.log_level);
     log_set_thread_name("main");
+    r = log_open_file(cfg.log_file);
+    if (r < 0) {
+        fprintf(stderr, "ringcast: log-file '%s': cannot open: %s\n", cfg.log_file, strerror(-r));
+        return 2;
+    }
     log_info("ringcast %s starting", RINGCAST_VERSION);
     config_log(&cfg);
 
-    /* Workers inherit this mask: only the main thread ever takes SIGTERM/SIGINT. */
+    /* Workers inherit this mask: only the main thread ever takes these signals. */
     sigset_t sigs;
     sigemptyset(&sigs);
     sigaddset(&sigs, SIGTERM);
     sigaddset(&sigs, SIGINT);
+    sigaddset(&sigs, SIGHUP);
+    sigaddset(&sigs, SIGUSR1);
     pthread_sigmask(SIG_BLOCK, &sigs, NULL);
     signal(SIGPIPE, SIG_IGN);
 
@@ -116,7 +198,7 @@ int main(int argc, char **argv)
     ws_accept_compute(SPAN_LIT("dGhlIHNhbXBsZSBub25jZQ=="), accept);
 
     struct io_uring main_ring;
-    r = io_uring_queue_init(8, &main_ring, 0);
+    r = io_uring_queue_init(2 * RC_MAX_THREADS, &main_ring, 0);
     if (r < 0) {
         uring_error(r);
         return 2;
@@ -124,7 +206,8 @@ int main(int argc, char **argv)
 
     unsigned n = cfg.threads;
     int fds[RC_MAX_THREADS];
-    if (listen_open(&cfg, n, fds) < 0) {
+    char where[300];
+    if (listen_open(&cfg, n, fds, where, sizeof(where)) < 0) {
         io_uring_queue_exit(&main_ring);
         return 2;
     }
@@ -183,21 +266,48 @@ int main(int argc, char **argv)
     }
     while (atomic_load(&eng.accepting) < n)
         nanosleep(&(struct timespec){0, 1000000}, NULL);
-    log_info("listening on %s:%u (%u workers)", cfg.bind, cfg.port, n);
+    log_info("listening on %s (%u workers)", where, n);
 
+    const struct rc_config *cur = &cfg;
+    struct cfg_gen *gens = NULL;
     int sig = 0;
-    sigwait(&sigs, &sig);
-    log_info("%s: shutting down (drain timeout %us)", sig == SIGINT ? "SIGINT" : "SIGTERM",
-             cfg.drain_timeout_s);
-    for (unsigned i = 0; i < n; i++) {
-        r = worker_request_shutdown(&main_ring, workers[i]);
-        if (r < 0)
-            log_error("cannot signal worker %u: %s", i, strerror(-r));
+    for (;;) {
+        sigwait(&sigs, &sig);
+        if (sig == SIGHUP)
+            cur = reload(&main_ring, &eng, cur, &gens);
+        else if (sig == SIGUSR1)
+            post_all(&main_ring, workers, n, ud_make(NULL, UD_STATUS));
+        else
+            break;
+    }
+    log_info("%s: shutting down (drain timeout %us)", sig_name(sig), cur->drain_timeout_s);
+    post_all(&main_ring, workers, n, ud_make(NULL, UD_SHUTDOWN));
+
+    /* The drain: wait for the workers while still taking signals. */
+    struct timespec step = {0, 200 * 1000000L};
+    unsigned joined = 0;
+    int64_t ticks = 0;
+    while (joined < n) {
+        if (pthread_tryjoin_np(workers[joined]->thread, NULL) == 0) {
+            joined++;
+            continue;
+        }
+        siginfo_t si;
+        int s2 = sigtimedwait(&sigs, &si, &step);
+        if (s2 == SIGTERM || s2 == SIGINT) {
+            log_warn("%s during the drain: exiting now, %u connections not drained", sig_name(s2),
+                     atomic_load(&eng.nconns));
+            _exit(1);
+        }
+        if (s2 == SIGHUP || s2 == SIGUSR1)
+            log_info("%s ignored: shutting down", sig_name(s2));
+        if (++ticks % 5 == 0)
+            log_info("draining: %u connections still open, %u of %u workers done",
+                     atomic_load(&eng.nconns), joined, n);
     }
     struct metrics total;
     memset(&total, 0, sizeof(total));
     for (unsigned i = 0; i < n; i++) {
-        pthread_join(workers[i]->thread, NULL);
         metrics_add(&total, &workers[i]->m);
         workers[i]->listen_fd = -1; /* closed by the worker at drain */
         worker_free(workers[i]);
@@ -206,6 +316,11 @@ int main(int argc, char **argv)
     io_uring_queue_exit(&main_ring);
     pthread_cond_destroy(&eng.cond);
     pthread_mutex_destroy(&eng.lock);
+    while (gens) {
+        struct cfg_gen *g = gens;
+        gens = g->prev;
+        free(g);
+    }
     log_info("stopped");
     return 0;
 }

@@ -3,7 +3,10 @@
 
 #include <inttypes.h>
 
+#include "conn.h"
 #include "log.h"
+#include "sendq.h"
+#include "worker.h"
 
 void metrics_add(struct metrics *a, const struct metrics *b)
 {
@@ -25,4 +28,28 @@ void metrics_log(const struct metrics *m)
              m->slow_consumers, m->heartbeat_closes, m->messages_in, m->publishes, m->deliveries,
              m->sends, m->rate_limited, m->enobufs, m->xmsg_failed, m->refused_pending,
              m->refused_rooms, m->alloc_failures, m->xframes_dropped, m->overloaded);
+}
+
+void metrics_log_status(struct worker *w)
+{
+    uint64_t queued = 0;
+    unsigned handshaking = 0, closing = 0;
+    for (unsigned i = 0; i < w->nslots; i++) {
+        const struct conn *c = w->slots[i];
+        if (!c)
+            continue;
+        if (c->oq)
+            queued += c->oq->bytes;
+        if (c->state == CONN_HANDSHAKE)
+            handshaking++;
+        else if (c->state != CONN_OPEN)
+            closing++;
+    }
+    const struct metrics *m = &w->m;
+    log_info("status: connections=%u handshaking=%u closing=%u rooms=%u queued_bytes=%" PRIu64
+             " accepted=%" PRIu64 " messages_in=%" PRIu64 " publishes=%" PRIu64
+             " deliveries=%" PRIu64 " slow_consumers=%" PRIu64 " rate_limited=%" PRIu64 "%s",
+             w->nconns, handshaking, closing, w->rooms.count, queued, m->accepted, m->messages_in,
+             m->publishes, m->deliveries, m->slow_consumers, m->rate_limited,
+             w->draining ? " draining" : "");
 }

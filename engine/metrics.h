@@ -1,7 +1,8 @@
 /* metrics.h - per-worker event counters.
  *
  * Each worker owns its counters and bumps them without atomics (one writer); the main thread
- * reads them only after the workers have exited, to log a summary at shutdown.
+ * reads them only after the workers have exited, to log a summary at shutdown. A status line
+ * (SIGUSR1) is logged by each worker itself, from its own thread.
  */
 #ifndef RINGCAST_ENGINE_METRICS_H
 #define RINGCAST_ENGINE_METRICS_H
@@ -30,9 +31,15 @@ struct metrics {
     uint64_t overloaded;      /* publishes refused: the home's link was full */
 };
 
+struct worker;
+
 /* Adds every counter of b into a. */
 void metrics_add(struct metrics *a, const struct metrics *b);
 /* Logs the counters at info level, one line. */
 void metrics_log(const struct metrics *m);
+/* Logs worker w's one-line status (SIGUSR1): connections, rooms, bytes queued to clients and
+ * the counters so far. Runs on w's own thread (a UD_STATUS message), so it reads w's state
+ * without a lock. */
+void metrics_log_status(struct worker *w);
 
 #endif

@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "conn.h"
+#include "connlog.h"
 #include "frame.h"
 #include "log.h"
 #include "proto/ws_frame.h"
@@ -122,14 +123,15 @@ static bool refusing(const struct conn *c)
 static void slow_consumer(struct conn *c, const struct frame *f, const char *why)
 {
     if (!(c->flags & CONN_CLOSE_REQ)) {
-        char peer[64];
-        conn_peer_format(c, peer, sizeof(peer));
         const struct outq *q = c->oq;
-        log_warn("slow consumer %s: %s (%llu bytes unsent in %u frames costing %llu bytes, "
-                 "next frame %u bytes, max-queue-bytes %llu), closing with 4008",
-                 peer, why, (unsigned long long)(q ? q->bytes : 0), q ? q->tail - q->head : 0,
-                 (unsigned long long)(q ? q->mem : 0), f->len,
-                 (unsigned long long)c->w->cfg->max_queue_bytes);
+        connlog(c, LOG_LVL_WARN,
+                "slow consumer: %s: %llu bytes unsent in %u frames holding %llu bytes of memory, "
+                "and a %u-byte frame (%llu with its overhead) would pass max-queue-bytes %llu; "
+                "closing with 4008",
+                why, (unsigned long long)(q ? q->bytes : 0), q ? q->tail - q->head : 0,
+                (unsigned long long)(q ? q->mem : 0), f->len,
+                (unsigned long long)sendq_frame_cost(f),
+                (unsigned long long)c->w->cfg->max_queue_bytes);
         c->w->m.slow_consumers++;
     }
     c->flags |= CONN_SLOW;

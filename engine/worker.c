@@ -217,17 +217,6 @@ static void xretry(struct worker *w)
     }
 }
 
-int worker_request_shutdown(struct io_uring *main_ring, struct worker *w)
-{
-    struct io_uring_sqe *sqe = io_uring_get_sqe(main_ring);
-    if (!sqe)
-        return -EBUSY;
-    io_uring_prep_msg_ring(sqe, w->ring_fd, 0, ud_make(NULL, UD_SHUTDOWN), 0);
-    io_uring_sqe_set_data64(sqe, 0);
-    int r = io_uring_submit(main_ring);
-    return r < 0 ? r : 0;
-}
-
 struct conn *worker_conn_lookup(struct worker *w, uint32_t slot, uint64_t serial)
 {
     struct conn *c = slot < w->nslots ? w->slots[slot] : NULL;
@@ -494,6 +483,8 @@ static void handle_cqe(struct worker *w, struct io_uring_cqe *cqe)
             xarrive(w, (uint32_t)cqe->res, cqe->user_data);
         break;
     case UD_SHUTDOWN: drain_start(w); break;
+    case UD_STATUS: metrics_log_status(w); break;
+    case UD_RELOAD: w->cfg = p; break;
     case UD_IGNORE: break;
     }
     /* Lifetimes follow the loop: what this completion marked to close is closed now. */

@@ -38,6 +38,8 @@ enum ud_kind {
     UD_XMSG = 5,     /* struct xmsg *: cross-worker message (or its failed send) */
     UD_XFRAME = 6,   /* struct frame *: broadcast frame to deliver (or its failed send) */
     UD_SHUTDOWN = 7, /* no pointer: the main thread asks for a graceful shutdown */
+    UD_STATUS = 8,   /* no pointer: the main thread asks for a status line (SIGUSR1) */
+    UD_RELOAD = 9,   /* const struct rc_config *: the configuration to use from now (SIGHUP) */
 };
 #define UD_KIND_MASK 15ull
 
@@ -174,9 +176,6 @@ struct worker {
     jsmntok_t toks[ENV_MAX_TOKENS];
     char unescape[CHANNEL_UNESCAPE_CAP];
 };
-
-/* Asks worker w to shut down gracefully (from the main thread, through its own ring). */
-int worker_request_shutdown(struct io_uring *main_ring, struct worker *w);
 
 /* Creates worker id (nothing started yet). */
 struct worker *worker_new(struct engine *eng, unsigned id, int cpu, int listen_fd);

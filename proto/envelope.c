@@ -71,8 +71,8 @@ static enum env_err tokenize(const char *json, size_t len, jsmntok_t *toks, unsi
 /* ------------------------------------------------------------------------------------------ */
 
 /* Fills channel/pub_event/payload from the members of the request's data object. A channel or
- * event that is not a string is left absent: the engine answers that with its own error code
- * (INVALID_CHANNEL, ...), not INVALID_MESSAGE. */
+ * event that is not a string is left absent (an event so is flagged pub_event_bad): the engine
+ * answers that with the error the request's event calls for. */
 static void parse_data(const char *json, const jsmntok_t *toks, int n, int obj,
                        struct env_request *req)
 {
@@ -83,6 +83,7 @@ static void parse_data(const char *json, const jsmntok_t *toks, int n, int obj,
             req->channel = val->type == JSMN_STRING ? json_tok_span(json, val) : SPAN_NULL;
         } else if (key_is(json, key, "event")) {
             req->pub_event = val->type == JSMN_STRING ? json_tok_span(json, val) : SPAN_NULL;
+            req->pub_event_bad = val->type != JSMN_STRING;
         } else if (key_is(json, key, "payload")) {
             req->payload = raw_span(json, val);
         }

@@ -22,8 +22,16 @@
 #include "json.h"
 #include "span.h"
 
-/* Token budget that is plenty for any request: the payload is tokenized too. */
+/* Token budget that is plenty for a usual request; the payload is tokenized too, so a larger
+ * message may need more: env_max_tokens(len) is enough for any message of len bytes. */
 #define ENV_MAX_TOKENS 1024
+
+/* Tokens that any JSON text of len bytes can hold at most: every value takes at least one byte
+ * and, but for the first, a separator. */
+static inline size_t env_max_tokens(size_t len)
+{
+    return len / 2 + 2;
+}
 
 enum env_type {
     ENV_REQUEST = 0, /* {"type":"request",...}: see event */
@@ -56,16 +64,20 @@ struct env_request {
     struct span channel;   /* data.channel (requests) or channel (short forms): string contents as
                             * sent, still escaped; base NULL when absent or not a string */
     bool channel_escaped;  /* channel holds a backslash: unescape with json_unescape */
-    struct span pub_event; /* data.event (publish): string contents as sent; base NULL if absent */
+    struct span pub_event; /* data.event (publish): string contents as sent; base NULL if absent
+                            * or not a string */
+    bool pub_event_bad;    /* data.event present but not a string: a publish refuses it */
     struct span payload;   /* data.payload: raw JSON value, any type; base NULL if absent */
 };
 
 /* Parses a client message using the caller's token array. Returns ENV_OK and fills *req, or an
- * enum env_err. Field checks that depend on the event (publish needs a channel, ...) are the
- * caller's: it answers them with the right error code. Unknown keys are ignored; when a key is
- * repeated the last one wins (as with JSON.parse); when both "id" and "correlation_id" are
- * sent, "id" wins. id, event and data are read only in the request form: the short forms have
- * no id (req->id stays empty), so they are answered without correlation_id. */
+ * enum env_err; on an error req->id is still set when the request form carried a usable id
+ * (a string or a number) before the error was found, so the error can be correlated. Field checks
+ * that depend on the event (publish needs a channel, ...) are the caller's: it answers them with
+ * the right error code. Unknown keys are ignored; when a key is repeated the last one wins (as with
+ * JSON.parse); when both "id" and "correlation_id" are sent, "id" wins. id, event and data are read
+ * only in the request form: the short forms have no id (req->id stays empty), so they are answered
+ * without correlation_id. */
 enum env_err env_request_parse(const char *json, size_t len, jsmntok_t *toks, unsigned ntoks,
                                struct env_request *req);
 

@@ -279,17 +279,19 @@ static void te_add(struct te_state *te, struct span v)
     }
 }
 
-/* Applies one request header; false when it makes the request malformed. */
-static bool req_header(struct http_request *req, struct te_state *te, struct span n, struct span v)
+/* Applies one request header; NULL, or why it makes the request malformed. */
+#define ONCE(field, v, why) (set_once(&(field), (v)) ? NULL : (why))
+static const char *req_header(struct http_request *req, struct te_state *te, struct span n,
+                              struct span v)
 {
     switch (n.len) {
     case 4:
         if (NAME_IS(n, "host"))
-            return set_once(&req->host, v);
+            return ONCE(req->host, v, "repeated Host header");
         break;
     case 6:
         if (NAME_IS(n, "origin"))
-            return set_once(&req->origin, v);
+            return ONCE(req->origin, v, "repeated Origin header");
         break;
     case 7:
         if (NAME_IS(n, "upgrade"))
@@ -303,25 +305,27 @@ static bool req_header(struct http_request *req, struct te_state *te, struct spa
         break;
     case 12:
         if (NAME_IS(n, "content-type"))
-            return set_once(&req->content_type, v);
+            return ONCE(req->content_type, v, "repeated Content-Type header");
         break;
     case 13:
         if (NAME_IS(n, "authorization"))
-            return set_once(&req->authorization, v);
+            return ONCE(req->authorization, v, "repeated Authorization header");
         break;
     case 14:
         if (NAME_IS(n, "content-length"))
-            return set_length(&req->content_length, v);
+            return set_length(&req->content_length, v)
+                       ? NULL
+                       : "Content-Length is not plain digits or disagrees with an earlier one";
         break;
     case 17:
         if (NAME_IS(n, "sec-websocket-key"))
-            return set_once(&req->ws_key, v);
+            return ONCE(req->ws_key, v, "repeated Sec-WebSocket-Key header");
         if (NAME_IS(n, "transfer-encoding"))
             te_add(te, v);
         break;
     case 21:
         if (NAME_IS(n, "sec-websocket-version"))
-            return set_once(&req->ws_version, v);
+            return ONCE(req->ws_version, v, "repeated Sec-WebSocket-Version header");
         break;
     case 22:
         /* RFC 6455 lets the list be split over several headers; one span cannot hold that
@@ -332,12 +336,13 @@ static bool req_header(struct http_request *req, struct te_state *te, struct spa
         break;
     default: break;
     }
-    return true;
+    return NULL;
 }
 
-static int req_fail(struct http_request *req, int status)
+static int req_fail(struct http_request *req, int status, const char *reason)
 {
     req->status = status;
+    req->reason = reason;
     return HTTP_ERROR;
 }
 
@@ -348,6 +353,7 @@ int http_request_parse(const char *buf, size_t len, size_t max_head, struct http
     const char *p = buf;
     struct te_state te = {0};
     int r;
+    const char *why = "malformed blank line before the request line (a bare CR)";
 
     memset(req, 0, sizeof(*req));
     req->content_length = -1;
@@ -363,7 +369,7 @@ int http_request_parse(const char *buf, size_t len, size_t max_head, struct http
     if (p == end)
         goto need_more;
     if (*p != ' ' || p == ms)
-        return req_fail(req, 400);
+        return req_fail(req, 400, "malformed request line: bad method");
     req->method = (struct span){ms, (size_t)(p - ms)};
     p++;
 
@@ -376,14 +382,17 @@ int http_request_parse(const char *buf, size_t len, size_t max_head, struct http
     if (p == end)
         goto need_more;
     if (*p != ' ' || p == ts)
-        return req_fail(req, 400);
+        return req_fail(req, 400, "malformed request line: bad request target");
     req->target = (struct span){ts, (size_t)(p - ts)};
     req->path = (struct span){ts, (size_t)((q ? q : p) - ts)};
     req->query = q ? (struct span){q + 1, (size_t)(p - q - 1)} : (struct span){p, 0};
     p++;
 
+    why = "malformed request line: the version must be HTTP/1.0 or HTTP/1.1";
     if ((r = eat_version(&p, end, &req->minor_version)) < 0 || (r = eat_eol(&p, end)) < 0)
         goto incomplete_or_bad;
+    why = "malformed header line (a control character, whitespace before the colon, obs-fold "
+          "or a bare CR)";
 
     for (;;) {
         struct span n, v;
@@ -393,27 +402,30 @@ int http_request_parse(const char *buf, size_t len, size_t max_head, struct http
         if (r < 0)
             goto incomplete_or_bad;
         req->num_headers++;
-        if (!req_header(req, &te, n, v))
-            return req_fail(req, 400);
+        const char *bad = req_header(req, &te, n, v);
+        if (bad)
+            return req_fail(req, 400, bad);
     }
 
     /* RFC 9112 §3.2: an HTTP/1.1 request without Host MUST get 400. */
     if (req->minor_version == 1 && !req->host.base)
-        return req_fail(req, 400);
+        return req_fail(req, 400, "HTTP/1.1 request without a Host header");
     /* Transfer-Encoding: refused in HTTP/1.0 (§6.1), beside Content-Length (§6.3: the
      * smuggling case), or when chunked is not the single, final coding (§6.3). */
     if (te.present && (req->minor_version == 0 || req->content_length >= 0 || !te.last_chunked ||
                        te.chunked_count != 1))
-        return req_fail(req, 400);
+        return req_fail(req, 400,
+                        "Transfer-Encoding refused (HTTP/1.0, beside Content-Length, or chunked "
+                        "is not its one final coding)");
     req->chunked = te.present;
     return (int)(p - buf);
 
 incomplete_or_bad:
     if (r == HTTP_ERROR)
-        return req_fail(req, 400);
+        return req_fail(req, 400, why);
 need_more:
     if (len >= (size_t)max)
-        return req_fail(req, 431);
+        return req_fail(req, 431, "request head too large");
     return HTTP_NEED_MORE;
 }
 
@@ -447,21 +459,50 @@ static bool ws_key_valid(struct span k)
     return true;
 }
 
+static int upgrade_check(const struct http_request *req, const char **why)
+{
+    if (!span_eq_lit(req->method, "GET")) {
+        *why = "a WebSocket upgrade must use GET";
+        return 405;
+    }
+    /* RFC 6455 §4.1: the handshake is an HTTP/1.1 (or later) request. */
+    if (req->minor_version < 1) {
+        *why = "a WebSocket upgrade must be an HTTP/1.1 request";
+        return 400;
+    }
+    if (!req->upgrade_websocket) {
+        *why = "not a WebSocket upgrade: the Upgrade header must list websocket";
+        return 400;
+    }
+    if (!req->conn_upgrade) {
+        *why = "not a WebSocket upgrade: the Connection header must list upgrade";
+        return 400;
+    }
+    if (!ws_key_valid(req->ws_key)) {
+        *why = req->ws_key.base ? "Sec-WebSocket-Key is not base64 of 16 bytes"
+                                : "Sec-WebSocket-Key header missing";
+        return 400;
+    }
+    /* Missing version gets 426 too: the answer then tells the client which version to use. */
+    if (!span_eq_lit(req->ws_version, "13")) {
+        *why = "unsupported WebSocket version: use Sec-WebSocket-Version: 13";
+        return 426;
+    }
+    *why = NULL;
+    return 0;
+}
+
 int http_upgrade_check(const struct http_request *req)
 {
-    if (!span_eq_lit(req->method, "GET"))
-        return 405;
-    /* RFC 6455 §4.1: the handshake is an HTTP/1.1 (or later) request. */
-    if (req->minor_version < 1)
-        return 400;
-    if (!req->upgrade_websocket || !req->conn_upgrade)
-        return 400;
-    if (!ws_key_valid(req->ws_key))
-        return 400;
-    /* Missing version gets 426 too: the answer then tells the client which version to use. */
-    if (!span_eq_lit(req->ws_version, "13"))
-        return 426;
-    return 0;
+    const char *why;
+    return upgrade_check(req, &why);
+}
+
+const char *http_upgrade_reason(const struct http_request *req)
+{
+    const char *why;
+    upgrade_check(req, &why);
+    return why;
 }
 
 static bool session_char(unsigned char c)

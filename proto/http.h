@@ -43,7 +43,9 @@ struct http_request {
     bool upgrade_websocket; /* Upgrade token list holds "websocket" (any case) */
     bool chunked;           /* Transfer-Encoding holds "chunked" */
     unsigned num_headers;
-    int status; /* on HTTP_ERROR: the status to answer with (400 or 431) */
+    int status;         /* on HTTP_ERROR: the status to answer with (400 or 431) */
+    const char *reason; /* on HTTP_ERROR: which rule the request broke, one line of plain
+                         * text (a static string) for the response body and the log */
 };
 
 /* Parses a request head from buf[0..len). Returns the bytes the head used (through the blank
@@ -66,6 +68,9 @@ int http_request_parse(const char *buf, size_t len, size_t max_head, struct http
  * that order (method first); HTTP/1.0 is a 400, and a missing version is a 426 (the answer
  * then names version 13). */
 int http_upgrade_check(const struct http_request *req);
+/* Why http_upgrade_check refuses req, one line of plain text (a static string), or NULL when
+ * it accepts it. */
+const char *http_upgrade_reason(const struct http_request *req);
 
 /* Routes a WebSocket path: "/", "/ws" and "/ws/{session_id}" are accepted (returns 0 and sets
  * *session_id, empty unless given); anything else returns 404. A session id is 1-128 of

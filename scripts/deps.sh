@@ -1,21 +1,43 @@
 #!/bin/bash
 # Installs ringcast's build and test dependencies from Debian 12 (run as root). Idempotent and
 # quick when everything is already there; `apt-get update` runs only when something is missing.
+#
+#   scripts/deps.sh                  everything (build, tests, peers, browser)
+#   scripts/deps.sh --check          exit 0 if everything is installed, else 1 and the list;
+#                                    installs nothing, needs no root
+#   scripts/deps.sh --build [...]    only what building and running the engine and the load
+#                                    generator needs (bench/demo)
 set -euo pipefail
 
+check=0
+build_only=0
+for a in "$@"; do
+  case $a in
+    --check) check=1 ;;
+    --build) build_only=1 ;;
+    *) echo "usage: scripts/deps.sh [--check] [--build]" >&2; exit 2 ;;
+  esac
+done
+
+build_pkgs=(meson ninja-build pkg-config gcc liburing-dev libssl-dev libjsmn-dev libinih-dev
+  util-linux)
 pkgs=(
-  meson ninja-build pkg-config gcc clang libclang-rt-14-dev clang-format
-  liburing-dev libssl-dev libjsmn-dev libinih-dev libhiredis-dev
+  "${build_pkgs[@]}" clang libclang-rt-14-dev clang-format libhiredis-dev
   python3 python3-websockets python3-pytest
   libwebsockets-dev redis-server chromium
-  procps psmisc curl util-linux
+  procps psmisc curl
 )
+((build_only)) && pkgs=("${build_pkgs[@]}")
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
 done
-if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
+if ((!build_only)) && { ! command -v node >/dev/null || ! command -v npm >/dev/null; }; then
   missing+=(nodejs npm)
+fi
+if ((check)); then
+  ((${#missing[@]})) && { echo "deps: missing ${missing[*]}" >&2; exit 1; }
+  exit 0
 fi
 if ((${#missing[@]})); then
   echo "deps: installing ${missing[*]}"
@@ -23,6 +45,8 @@ if ((${#missing[@]})); then
   apt-get update -qq
   apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
+
+((build_only)) && exit 0
 
 # Node's `ws` for the client tests and the peer benchmark, pinned by package-lock.json.
 for d in tests/clients bench/peers/node; do

@@ -24,7 +24,8 @@ async def read_room(ws, room, n, timeout, got=None):
 
 
 def test_slow_consumer_is_closed_and_others_get_everything(start_engine):
-    e = start_engine("--threads", "2", "--rate-limit", "0", "--max-queue-bytes", "65536")
+    e = start_engine("--threads", "2", "--rate-limit", "0", "--max-queue-bytes", "65536",
+                     "--max-message-bytes", "32k")
     n_events = 3000
     blob = "z" * 1000
 

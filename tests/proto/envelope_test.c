@@ -509,6 +509,61 @@ static void test_event_roundtrip(void)
     CHECK(m.has_seq && m.seq == 12);
 }
 
+/* An error found after a usable id still reports the id (protocol.md §4). */
+static void test_id_kept_on_error(void)
+{
+    struct env_request r;
+    CHECK_EQ(req_parse("{\"type\":\"request\",\"event\":\"x\",\"data\":[],\"id\":\"a\"}", &r),
+             ENV_ERR_DATA);
+    CHECK_SPAN(r.id, "\"a\"");
+    CHECK_EQ(req_parse("{\"type\":\"request\",\"data\":\"x\",\"id\":7}", &r), ENV_ERR_EVENT);
+    CHECK_SPAN(r.id, "7");
+    CHECK_EQ(req_parse("{\"type\":\"request\",\"event\":5,\"correlation_id\":\"c\"}", &r),
+             ENV_ERR_EVENT);
+    CHECK_SPAN(r.id, "\"c\"");
+    CHECK_EQ(req_parse("{\"type\":\"request\",\"event\":\"x\",\"id\":{}}", &r), ENV_ERR_ID);
+    CHECK(r.id.len == 0);
+}
+
+static void test_pub_event_not_string(void)
+{
+    struct env_request r;
+    CHECK_EQ(req_parse("{\"type\":\"request\",\"event\":\"publish\",\"data\":{\"channel\":\"c\","
+                       "\"event\":5}}",
+                       &r),
+             ENV_OK);
+    CHECK(r.pub_event_bad);
+    CHECK(r.pub_event.base == NULL);
+    CHECK_EQ(
+        req_parse("{\"type\":\"request\",\"event\":\"publish\",\"data\":{\"event\":\"e\"}}", &r),
+        ENV_OK);
+    CHECK(!r.pub_event_bad);
+    CHECK_EQ(req_parse("{\"type\":\"request\",\"event\":\"publish\",\"data\":{}}", &r), ENV_OK);
+    CHECK(!r.pub_event_bad);
+}
+
+/* env_max_tokens(len) tokens are enough for the densest JSON of len bytes. */
+static void test_max_tokens_bound(void)
+{
+    static char buf[8192];
+    static jsmntok_t big[8192];
+    for (size_t n = 1; n < 2000; n++) {
+        /* [0,0,...,0] with n zeros: 2n+1 bytes, n+1 tokens */
+        size_t len = 0;
+        buf[len++] = '[';
+        for (size_t i = 0; i < n; i++) {
+            if (i)
+                buf[len++] = ',';
+            buf[len++] = '0';
+        }
+        buf[len++] = ']';
+        size_t need = env_max_tokens(len);
+        CHECK(json_tokenize(buf, len, big, (unsigned)need) == (int)n + 1);
+    }
+    CHECK(json_tokenize("[[[[]]]]", 8, big, (unsigned)env_max_tokens(8)) == 4);
+    CHECK(json_tokenize("0", 1, big, (unsigned)env_max_tokens(1)) == 1);
+}
+
 int main(void)
 {
     RUN(test_publish_request);
@@ -521,6 +576,9 @@ int main(void)
     RUN(test_unknown_and_duplicate_keys);
     RUN(test_truncated_requests);
     RUN(test_too_complex);
+    RUN(test_id_kept_on_error);
+    RUN(test_pub_event_not_string);
+    RUN(test_max_tokens_bound);
     RUN(test_err_str);
     RUN(test_msg_parse);
     RUN(test_write_event);

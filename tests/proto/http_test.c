@@ -816,6 +816,42 @@ static void test_write_upgrade_request(void)
              0);
 }
 
+/* Every refusal says which rule the request broke. */
+#define CHECK_REASON(got, want) CHECK((got) != NULL && strcmp((got), (want)) == 0)
+
+static void test_error_reasons(void)
+{
+    struct http_request req;
+    CHECK_EQ(parse("GET /ws HTTP/1.1\r\n\r\n", &req), HTTP_ERROR);
+    CHECK_REASON(req.reason, "HTTP/1.1 request without a Host header");
+    CHECK_EQ(parse("GET /ws HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n", &req), HTTP_ERROR);
+    CHECK_REASON(req.reason, "repeated Host header");
+    CHECK_EQ(parse("GET /ws HTTP/1.1\r\nHost: a\r\nContent-Length: x\r\n\r\n", &req), HTTP_ERROR);
+    CHECK(strstr(req.reason, "Content-Length") != NULL);
+    CHECK_EQ(parse("GET /ws HTTP/3.0\r\nHost: a\r\n\r\n", &req), HTTP_ERROR);
+    CHECK(strstr(req.reason, "HTTP/1.0 or HTTP/1.1") != NULL);
+    CHECK_EQ(parse("GET /ws HTTP/1.1\r\nHost : a\r\n\r\n", &req), HTTP_ERROR);
+    CHECK(strstr(req.reason, "header line") != NULL);
+    CHECK_EQ(parse("G(T /ws HTTP/1.1\r\n\r\n", &req), HTTP_ERROR);
+    CHECK(strstr(req.reason, "method") != NULL);
+    CHECK_EQ(parse("GET /ws HTTP/1.1\r\nHost: a\r\n\r\n", &req),
+             (int)strlen("GET /ws HTTP/1.1\r\nHost: a\r\n\r\n"));
+    CHECK_EQ(http_upgrade_check(&req), 400);
+    CHECK_REASON(http_upgrade_reason(&req),
+                 "not a WebSocket upgrade: the Upgrade header must list websocket");
+    const char *ok =
+        "GET /ws HTTP/1.1\r\nHost: a\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+        "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n";
+    CHECK(parse(ok, &req) > 0);
+    CHECK(http_upgrade_reason(&req) == NULL);
+    const char *v8 =
+        "GET /ws HTTP/1.1\r\nHost: a\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+        "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 8\r\n\r\n";
+    CHECK(parse(v8, &req) > 0);
+    CHECK_EQ(http_upgrade_check(&req), 426);
+    CHECK(strstr(http_upgrade_reason(&req), "13") != NULL);
+}
+
 int main(void)
 {
     RUN(test_browser_request);
@@ -845,5 +881,6 @@ int main(void)
     RUN(test_status_reason);
     RUN(test_response_parse);
     RUN(test_write_upgrade_request);
+    RUN(test_error_reasons);
     return unit_report("http");
 }
