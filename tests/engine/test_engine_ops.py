@@ -221,7 +221,7 @@ def test_accept_backs_off_on_emfile_with_one_line_per_interval():
 
     with tempfile.TemporaryFile() as err:
         p = subprocess.Popen([BINARY, "--threads", "1", "--port", str(port),
-                              "--max-connections", "10", "--handshake-timeout-s", "30"],
+                              "--max-connections", "1000", "--handshake-timeout-s", "30"],
                              stderr=err, env=penv, preexec_fn=limit)
         socks = []
         try:
