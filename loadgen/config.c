@@ -88,6 +88,8 @@ void lg_usage(FILE *f)
           "  --max-regression X%    p99 and deliveries/s at most X% worse than the baseline (10%)\n"
           "  --no-integrity-gate    do not fail on duplicates, reordering, corruption, misrouting\n"
           "  --max-refused N        publishes the server may refuse (0)\n"
+          "  --repeat N             run the scenario N times; gate every run, and the medians\n"
+          "                         against the baseline's (with both runs' spread) (1)\n"
           "  --max-stall D          longest gap without a delivery in the measured period\n"
           "  --stall-threshold D    a gap longer than this counts as a stall (100ms)\n"
           "Exit status: 0 all gates held, 1 a gate failed, 2 usage or connection error,\n"
@@ -383,6 +385,10 @@ static int apply(struct lg_config *cfg, const char *name, const char *v)
         if (parse_uint(v, UINT32_MAX, &n))
             goto bad;
         cfg->max_refused = n;
+    } else if (!strcmp(name, "repeat")) {
+        UINT(repeat, 100);
+        if (cfg->repeat == 0)
+            goto bad;
     } else if (!strcmp(name, "max-stall")) {
         NEED_V;
         if (parse_gate_duration(name, v, &cfg->max_stall_ns))
@@ -452,6 +458,7 @@ static const char *const known[] = {"help",
                                     "max-stall",
                                     "stall-threshold",
                                     "scenario",
+                                    "repeat",
                                     NULL};
 
 static bool is_known(const char *name)
@@ -517,6 +524,7 @@ static void defaults(struct lg_config *cfg)
     cfg->min_deliveries_per_s = -1;
     cfg->max_regression = 0.10;
     cfg->max_refused = 0;
+    cfg->repeat = 1;
     cfg->max_stall_ns = -1;
     cfg->stall_ns = DEF_STALL_NS;
 }

@@ -142,9 +142,18 @@ int lg_baseline_load(const struct lg_config *cfg, struct lg_result *res, char *e
             goto out;
         }
     }
-    res->have_base = true;
-    res->base_p99_us = p99;
-    res->base_dps = dps;
+    res->base.have = true;
+    res->base.p99_us = p99;
+    res->base.dps = dps;
+    res->base.runs = 1;
+    /* A --repeat baseline: its medians are above, and its spread widens the limits. */
+    double runs;
+    if (json_number_at(buf, n, toks, nt, "repeat", "runs", &runs) && runs >= 1) {
+        res->base.runs = (unsigned)runs;
+        json_number_at(buf, n, toks, nt, "repeat", "p99_spread_pct", &res->base.p99_spread_pct);
+        json_number_at(buf, n, toks, nt, "repeat", "deliveries_per_s_spread_pct",
+                       &res->base.dps_spread_pct);
+    }
     ret = 0;
 out:
     free(toks);
@@ -211,20 +220,33 @@ void lg_gates_eval(const struct lg_config *cfg, struct lg_result *res)
             false, "bad deliveries");
         add(res, "disconnects", 0, (double)res->st.disconnects, false, "connections");
     }
-    if (res->have_base) {
-        double lim = cfg->max_regression * 100.0;
-        double p99_us = (double)hist_percentile(&res->lat, 99) / 1e3;
-        add(res, "regression-p99", lim, (p99_us / res->base_p99_us - 1.0) * 100.0, false, "%");
-        note(res, "baseline p99 %.6g us, this run %.6g us", res->base_p99_us, p99_us);
-        if (res->lat.count == 0) {
-            res->gates[res->ngates - 1].ok = false;
-            note(res, "no latency samples in this run (baseline p99 %.6g us)", res->base_p99_us);
-        }
-        add(res, "regression-deliveries-per-s", lim,
-            (1.0 - res->deliveries_per_s / res->base_dps) * 100.0, false, "%");
-        note(res, "baseline %.6g/s, this run %.6g/s", res->base_dps, res->deliveries_per_s);
-    }
+    if (res->base.have)
+        lg_regression_gates(cfg, res, (double)hist_percentile(&res->lat, 99) / 1e3, 0,
+                            res->deliveries_per_s, 0, 1);
     res->ok = !res->gate_error[0];
     for (unsigned i = 0; i < res->ngates; i++)
         res->ok = res->ok && res->gates[i].ok;
+}
+
+void lg_regression_gates(const struct lg_config *cfg, struct lg_result *res, double p99_us,
+                         double p99_spread, double dps, double dps_spread, unsigned runs)
+{
+    const struct lg_baseline *b = &res->base;
+    double lim = cfg->max_regression * 100.0;
+    add(res, "regression-p99", lim + b->p99_spread_pct, (p99_us / b->p99_us - 1.0) * 100.0, false,
+        "%");
+    note(res,
+         "baseline p99 %.6g us (spread +-%.1f%%, %u runs), this run %.6g us (spread +-%.1f%%, "
+         "%u runs); limit %.6g%% + the baseline's spread",
+         b->p99_us, b->p99_spread_pct, b->runs, p99_us, p99_spread, runs, lim);
+    if (res->lat.count == 0 && runs == 1) {
+        res->gates[res->ngates - 1].ok = false;
+        note(res, "no latency samples in this run (baseline p99 %.6g us)", b->p99_us);
+    }
+    add(res, "regression-deliveries-per-s", lim + b->dps_spread_pct, (1.0 - dps / b->dps) * 100.0,
+        false, "%");
+    note(res,
+         "baseline %.6g/s (spread +-%.1f%%, %u runs), this run %.6g/s (spread +-%.1f%%, %u "
+         "runs); limit %.6g%% + the baseline's spread",
+         b->dps, b->dps_spread_pct, b->runs, dps, dps_spread, runs, lim);
 }

@@ -76,6 +76,7 @@ struct lg_config {
     int64_t max_stall_ns; /* gate on the longest gap without a delivery; -1 = none */
     uint64_t stall_ns;    /* a gap longer than this is a stall (counted) */
     bool rooms_listed;    /* --rooms a,b,c: the names go into the JSON */
+    unsigned repeat;      /* --repeat N: runs of the scenario, medians gated (1) */
 };
 
 /* The first setup/usage error of the run (printed, and written into the JSON and HTML report

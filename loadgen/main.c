@@ -448,6 +448,8 @@ int main(int argc, char **argv)
             return setup_failed(cfg);
         }
     }
+    if (cfg->repeat > 1)
+        return lg_repeat_main(cfg, res, argc, argv);
     if (check_fd_limit(cfg))
         return setup_failed(cfg);
     if (layout(run)) {
@@ -561,12 +563,9 @@ int main(int argc, char **argv)
     stop_workers(run);
 
     /* ---- figures, gates, reports ---- */
-    bool have_base = res->have_base;
-    double base_p99 = res->base_p99_us, base_dps = res->base_dps;
+    struct lg_baseline base = res->base;
     collect(run, res);
-    res->have_base = have_base;
-    res->base_p99_us = base_p99;
-    res->base_dps = base_dps;
+    res->base = base;
     res->interrupted = interrupted != 0;
     res->signal = interrupted;
     res->connect_rate = setup_ns ? (double)res->st.conn_established * 1e9 / (double)setup_ns : 0;

@@ -387,3 +387,31 @@ def test_19_documented_ci_recipe_runs(tmp_path):
         assert r.returncode == 0, (step, r.stdout, r.stderr)
         assert "gate verdict: PASS" in r.stdout, (step, r.stdout)
     assert json.load(open(tmp_path / "baseline" / "reference.json"))["ok"] is True
+
+
+def test_16_repeat_gates_medians_against_the_baselines_spread(faulty, tmp_path):
+    port = faulty()
+    quick = ["--connections", 10, "--rooms", 1, "--duration", "600ms", "--warmup", "100ms",
+             "--drain", "500ms"]
+    url = ["--url", "ws://127.0.0.1:%d/ws" % port]
+    r = run_loadgen(url + quick + ["--repeat", 3, "--json", tmp_path / "b.json"], timeout=120)
+    assert r.returncode == 0, r.stderr
+    b = report(tmp_path, "b.json")
+    assert b["ok"] is True and b["repeat"]["runs"] == 3 and len(b["runs"]) == 3
+    assert b["latency_us"]["p99"] == sorted(b["repeat"]["p99_us"])[1]
+    assert b["deliveries"]["per_s"] == sorted(b["repeat"]["deliveries_per_s"])[1]
+    # compared with itself through the medians: the gate line names both runs and their spread
+    r = run_loadgen(url + quick + ["--repeat", 3, "--baseline", tmp_path / "b.json",
+                                   "--max-regression", "1000%", "--json", tmp_path / "c.json"],
+                    timeout=120)
+    assert r.returncode == 0, r.stderr
+    line = [l for l in r.stdout.splitlines() if "regression-p99" in l][0]
+    assert "baseline p99" in line and "3 runs" in line and "spread" in line, line
+    g = [g for g in report(tmp_path, "c.json")["gates"] if g["name"] == "regression-p99"][0]
+    assert "spread" in g["note"] and g["limit"] >= 1000
+    # a baseline 100x faster fails, whatever the spread
+    b["latency_us"]["p99"] /= 100
+    (tmp_path / "fast.json").write_text(json.dumps(b))
+    r = run_loadgen(url + quick + ["--repeat", 3, "--baseline", tmp_path / "fast.json"],
+                    timeout=120)
+    assert r.returncode == 1 and "GATE FAILED: regression-p99" in r.stderr
