@@ -369,7 +369,7 @@ def test_19_documented_ci_recipe_runs(tmp_path):
     if not os.path.exists(ENGINE) or not os.path.exists(LOADGEN):
         pytest.skip("engine or loadgen not built")
     doc = open(os.path.join(REPO, "docs", "loadgen.md")).read()
-    yaml = doc.split("Example job:")[1].split("```yaml")[1].split("```")[0]
+    yaml = doc.split("Example job")[1].split("```yaml")[1].split("```")[0]
     steps = [l.split("- run:", 1)[1].split("#")[0].strip() for l in yaml.splitlines()
              if "- run:" in l]
     steps = [s for s in steps if s.startswith("bench/gate")]
