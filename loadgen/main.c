@@ -63,21 +63,22 @@ static int check_fd_limit(const struct lg_config *cfg)
     if (rl.rlim_max != RLIM_INFINITY && need > rl.rlim_max) {
         unsigned long long maxconn =
             rl.rlim_max > LG_FD_RESERVE ? (unsigned long long)rl.rlim_max - LG_FD_RESERVE : 0;
+        lg_error("%u connections need %llu open files, but this process may open at most %llu "
+                 "(hard RLIMIT_NOFILE).",
+                 cfg->connections + cfg->publishers, (unsigned long long)need,
+                 (unsigned long long)rl.rlim_max);
         fprintf(stderr,
-                "ringcast-load: %u connections need %llu open files, but this process may open "
-                "at most %llu (hard RLIMIT_NOFILE).\n"
                 "ringcast-load: one process can hold at most %llu connections here: run several "
                 "ringcast-load processes (each with --connections <= %llu), or raise the hard "
                 "limit (ulimit -Hn, /etc/security/limits.conf) as root.\n",
-                cfg->connections + cfg->publishers, (unsigned long long)need,
-                (unsigned long long)rl.rlim_max, maxconn, maxconn);
+                maxconn, maxconn);
         return -1;
     }
     if (rl.rlim_cur == RLIM_INFINITY || rl.rlim_cur >= need)
         return 0;
     rl.rlim_cur = rl.rlim_max;
     if (setrlimit(RLIMIT_NOFILE, &rl) < 0) {
-        fprintf(stderr, "ringcast-load: cannot raise RLIMIT_NOFILE: %s\n", strerror(errno));
+        lg_error("cannot raise RLIMIT_NOFILE: %s", strerror(errno));
         return -1;
     }
     return 0;
