@@ -7,6 +7,7 @@
 #include <ini.h>
 #include <math.h>
 #include <netdb.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -23,6 +24,31 @@
 #define DEF_WARMUP_NS          1000000000ll /* lets caches, TCP windows and the server settle */
 #define DEF_DRAIN_NS           2000000000ll /* stragglers later than this count as lost */
 #define DEF_CONNECT_TIMEOUT_NS 30000000000ll
+#define DEF_STALL_NS           100000000ll /* a gap without deliveries above 100 ms is a stall */
+
+char lg_error_msg[1024];
+
+/* Where an error goes while a scenario file is read: its handler cannot know the line, so the
+ * message is kept and printed once, with FILE:LINE, when ini_parse returns. */
+static char *ini_msg;
+static size_t ini_msg_cap;
+
+void lg_error(const char *fmt, ...)
+{
+    char buf[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(buf, sizeof(buf), fmt, ap);
+    va_end(ap);
+    if (ini_msg) {
+        if (!ini_msg[0])
+            snprintf(ini_msg, ini_msg_cap, "%s", buf);
+        return;
+    }
+    fprintf(stderr, "ringcast-load: %s\n", buf);
+    if (!lg_error_msg[0])
+        snprintf(lg_error_msg, sizeof(lg_error_msg), "%s", buf);
+}
 
 void lg_usage(FILE *f)
 {
@@ -61,7 +87,13 @@ void lg_usage(FILE *f)
           "  --baseline FILE.json   a previous --json run to compare with\n"
           "  --max-regression X%    p99 and deliveries/s at most X% worse than the baseline (10%)\n"
           "  --no-integrity-gate    do not fail on duplicates, reordering, corruption, misrouting\n"
-          "Exit status: 0 all gates held, 1 a gate failed, 2 usage or connection error.\n",
+          "  --max-refused N        publishes the server may refuse (0)\n"
+          "  --repeat N             run the scenario N times; gate every run, and the medians\n"
+          "                         against the baseline's (with both runs' spread) (1)\n"
+          "  --max-stall D          longest gap without a delivery in the measured period\n"
+          "  --stall-threshold D    a gap longer than this counts as a stall (100ms)\n"
+          "Exit status: 0 all gates held, 1 a gate failed, 2 usage or connection error,\n"
+          "130/143 interrupted by SIGINT/SIGTERM (the reports say \"interrupted\").\n",
           f);
 }
 
@@ -125,7 +157,7 @@ static int parse_url(struct lg_config *cfg, const char *url)
 {
     set_str(cfg->url, sizeof(cfg->url), url);
     if (strncmp(url, "ws://", 5) != 0) {
-        fprintf(stderr, "ringcast-load: --url must start with ws:// (wss is not supported)\n");
+        lg_error("--url must start with ws:// (wss is not supported)");
         return -1;
     }
     const char *h = url + 5;
@@ -152,7 +184,7 @@ static int parse_url(struct lg_config *cfg, const char *url)
         return 0;
     struct addrinfo hints = {.ai_family = AF_INET, .ai_socktype = SOCK_STREAM}, *ai;
     if (getaddrinfo(hostport, NULL, &hints, &ai) != 0) {
-        fprintf(stderr, "ringcast-load: cannot resolve %s\n", hostport);
+        lg_error("cannot resolve %s", hostport);
         return -1;
     }
     cfg->addr.sin_addr = ((struct sockaddr_in *)ai->ai_addr)->sin_addr;
@@ -203,7 +235,7 @@ static int parse_rooms(struct lg_config *cfg, const char *v)
         while (len && isspace((unsigned char)p[len - 1]))
             len--;
         if (!room_name_ok(p, len)) {
-            fprintf(stderr, "ringcast-load: bad room name in --rooms: \"%.*s\"\n", (int)len, p);
+            lg_error("bad room name in --rooms: \"%.*s\"", (int)len, p);
             return -1;
         }
         cfg->room_names[cfg->nrooms++] = strndup(p, len);
@@ -220,8 +252,7 @@ static int parse_gate_duration(const char *name, const char *v, int64_t *out)
      * silently 1000x too loose is worse than an error. */
     int64_t d = lg_parse_duration(v, 0);
     if (d < 0) {
-        fprintf(stderr, "ringcast-load: --%s needs a duration with a unit (us, ms, s): %s\n", name,
-                v);
+        lg_error("--%s needs a duration with a unit (us, ms, s): %s", name, v);
         return -1;
     }
     *out = d;
@@ -274,6 +305,7 @@ static int apply(struct lg_config *cfg, const char *name, const char *v)
         NEED_V;
         if (parse_rooms(cfg, v))
             goto bad;
+        cfg->rooms_listed = cfg->room_names != NULL;
     } else if (!strcmp(name, "room-prefix")) {
         NEED_V;
         if (!room_name_ok(v, strlen(v)) || strlen(v) > 40)
@@ -347,7 +379,27 @@ static int apply(struct lg_config *cfg, const char *name, const char *v)
         NEED_V;
         if (parse_double(v, &cfg->min_deliveries_per_s))
             goto bad;
+    } else if (!strcmp(name, "max-refused")) {
+        unsigned n;
+        NEED_V;
+        if (parse_uint(v, UINT32_MAX, &n))
+            goto bad;
+        cfg->max_refused = n;
+    } else if (!strcmp(name, "repeat")) {
+        UINT(repeat, 100);
+        if (cfg->repeat == 0)
+            goto bad;
+    } else if (!strcmp(name, "max-stall")) {
+        NEED_V;
+        if (parse_gate_duration(name, v, &cfg->max_stall_ns))
+            return -1;
+    } else if (!strcmp(name, "stall-threshold")) {
+        NEED_V;
+        if (parse_gate_duration(name, v, &d))
+            return -1;
+        cfg->stall_ns = (uint64_t)d;
     } else if (!strcmp(name, "max-regression")) {
+        cfg->max_regression_set = true;
         NEED_V;
         char tmp[64];
         set_str(tmp, sizeof(tmp), v);
@@ -361,14 +413,60 @@ static int apply(struct lg_config *cfg, const char *name, const char *v)
         return -2;
     return 0;
 missing:
-    fprintf(stderr, "ringcast-load: --%s needs a value\n", name);
+    lg_error("--%s needs a value", name);
     return -1;
 bad:
-    fprintf(stderr, "ringcast-load: bad value for --%s: %s\n", name, v);
+    lg_error("bad value for --%s: %s", name, v);
     return -1;
 #undef NEED_V
 #undef DUR
 #undef UINT
+}
+
+static const char *const known[] = {"help",
+                                    "version",
+                                    "quiet",
+                                    "progress",
+                                    "no-progress",
+                                    "no-integrity-gate",
+                                    "url",
+                                    "connections",
+                                    "rooms",
+                                    "room-prefix",
+                                    "subs-per-conn",
+                                    "publishers",
+                                    "rate",
+                                    "window",
+                                    "size",
+                                    "duration",
+                                    "warmup",
+                                    "drain",
+                                    "connect-timeout",
+                                    "ramp",
+                                    "threads",
+                                    "event",
+                                    "json",
+                                    "html",
+                                    "baseline",
+                                    "server-pid",
+                                    "max-p99",
+                                    "max-p999",
+                                    "max-loss",
+                                    "min-deliveries-per-s",
+                                    "max-regression",
+                                    "max-refused",
+                                    "max-stall",
+                                    "stall-threshold",
+                                    "scenario",
+                                    "repeat",
+                                    NULL};
+
+static bool is_known(const char *name)
+{
+    for (int i = 0; known[i]; i++)
+        if (!strcmp(name, known[i]))
+            return true;
+    return false;
 }
 
 static bool takes_value(const char *name)
@@ -381,15 +479,24 @@ static bool takes_value(const char *name)
     return true;
 }
 
-static int on_ini_line(void *user, const char *section, const char *name, const char *value)
+static int on_ini_line(void *user, const char *section, const char *key, const char *value)
 {
     (void)section;
     struct lg_config *cfg = user;
-    if (!strcmp(name, "scenario") || !strcmp(name, "help") || !strcmp(name, "version"))
+    /* Keys are the long option names; underscores are accepted for dashes (subs_per_conn, as
+     * the JSON report and the engine's INI spell them). */
+    char name[64];
+    size_t n = strnlen(key, sizeof(name) - 1);
+    for (size_t i = 0; i < n; i++)
+        name[i] = key[i] == '_' ? '-' : key[i];
+    name[n] = 0;
+    if (!strcmp(name, "scenario") || !strcmp(name, "help") || !strcmp(name, "version")) {
+        lg_error("key not allowed in a scenario: %s", key);
         return 0;
+    }
     int r = apply(cfg, name, value);
     if (r == -2)
-        fprintf(stderr, "ringcast-load: unknown key in scenario: %s\n", name);
+        lg_error("unknown key: %s", key);
     return r == 0;
 }
 
@@ -416,6 +523,10 @@ static void defaults(struct lg_config *cfg)
     cfg->max_loss = -1;
     cfg->min_deliveries_per_s = -1;
     cfg->max_regression = 0.10;
+    cfg->max_refused = 0;
+    cfg->repeat = 1;
+    cfg->max_stall_ns = -1;
+    cfg->stall_ns = DEF_STALL_NS;
 }
 
 int lg_config_parse(struct lg_config *cfg, int argc, char **argv)
@@ -430,19 +541,24 @@ int lg_config_parse(struct lg_config *cfg, int argc, char **argv)
             file = argv[i] + 11;
         if (!file)
             continue;
+        char msg[512] = "";
+        ini_msg = msg;
+        ini_msg_cap = sizeof(msg);
         int r = ini_parse(file, on_ini_line, cfg);
+        ini_msg = NULL;
         if (r != 0) {
             if (r < 0)
-                fprintf(stderr, "ringcast-load: cannot read scenario %s\n", file);
+                lg_error("cannot read scenario %s: %s", file,
+                         r == -1 ? strerror(errno) : "out of memory");
             else
-                fprintf(stderr, "ringcast-load: %s:%d: bad line\n", file, r);
+                lg_error("%s:%d: %s", file, r, msg[0] ? msg : "not a key = value line");
             return LG_EXIT_USAGE;
         }
     }
     for (int i = 1; i < argc; i++) {
         char *a = argv[i];
         if (strncmp(a, "--", 2) != 0) {
-            fprintf(stderr, "ringcast-load: unexpected argument: %s\n", a);
+            lg_error("unexpected argument: %s", a);
             return LG_EXIT_USAGE;
         }
         char name[64];
@@ -450,16 +566,20 @@ int lg_config_parse(struct lg_config *cfg, int argc, char **argv)
         char *eq = strchr(a + 2, '=');
         size_t n = eq ? (size_t)(eq - a - 2) : strlen(a + 2);
         if (n >= sizeof(name)) {
-            fprintf(stderr, "ringcast-load: unknown option: %s\n", a);
+            lg_error("unknown option: %s", a);
             return LG_EXIT_USAGE;
         }
         memcpy(name, a + 2, n);
         name[n] = 0;
+        if (!is_known(name)) {
+            lg_error("unknown option: %s (see --help)", a);
+            return LG_EXIT_USAGE;
+        }
         if (eq)
             v = eq + 1;
         else if (takes_value(name)) {
             if (i + 1 >= argc) {
-                fprintf(stderr, "ringcast-load: --%s needs a value\n", name);
+                lg_error("--%s needs a value", name);
                 return LG_EXIT_USAGE;
             }
             v = argv[++i];
@@ -472,11 +592,11 @@ int lg_config_parse(struct lg_config *cfg, int argc, char **argv)
             return 3;
         }
         if (r == 2) {
-            printf("ringcast-load %s\n", LG_VERSION);
+            printf("ringcast-load %s", LG_VERSION);
             return 3;
         }
         if (r == -2) {
-            fprintf(stderr, "ringcast-load: unknown option: %s (see --help)\n", a);
+            lg_error("unknown option: %s (see --help)", a);
             return LG_EXIT_USAGE;
         }
         if (r < 0)
@@ -484,11 +604,15 @@ int lg_config_parse(struct lg_config *cfg, int argc, char **argv)
     }
     /* Consistency. */
     if (cfg->subs_per_conn == 0 || cfg->subs_per_conn > cfg->nrooms) {
-        fprintf(stderr, "ringcast-load: --subs-per-conn must be 1..rooms (%u)\n", cfg->nrooms);
+        lg_error("--subs-per-conn must be 1..rooms (%u)", cfg->nrooms);
         return LG_EXIT_USAGE;
     }
     if (cfg->rate == 0 && cfg->publishers && cfg->window == 0) {
-        fprintf(stderr, "ringcast-load: closed loop (--rate 0) needs --window >= 1\n");
+        lg_error("closed loop (--rate 0) needs --window >= 1");
+        return LG_EXIT_USAGE;
+    }
+    if (cfg->max_regression_set && !cfg->baseline_path[0]) {
+        lg_error("--max-regression needs --baseline (the run to compare with)");
         return LG_EXIT_USAGE;
     }
     if (cfg->threads == 0)

@@ -394,30 +394,59 @@ static void became_ready(struct lg_worker *w, struct lg_conn *c)
     w->st.conn_ready++;
 }
 
-static struct lg_track *track_of(struct lg_conn *c, uint32_t r)
+/* The index of room r among c's rooms, or -1 when c did not join it. */
+static int room_slot(const struct lg_conn *c, uint32_t r)
 {
     for (unsigned i = 0; i < c->nrooms; i++)
         if (c->rooms[i] == r)
-            return &c->tracks[i];
-    return NULL;
+            return (int)i;
+    return -1;
 }
 
-/* The per-recipient checks of one delivery to c, whose room is r (joined by c: t is its
- * track) and whose payload parsed as pl (pr: OK or CORRUPT, numbers in range). */
-static void on_delivery(struct lg_worker *w, struct lg_track *t, uint32_t r,
+/* The per-recipient checks of one delivery to c of publish pl, whose true room is c's room
+ * number i (pr: OK or CORRUPT, numbers in range, publish known to this run).
+ *
+ * Duplicates and order are judged per (room, publisher) on the publisher's own sequence,
+ * which is dense in each room (a publisher sends to its rooms round-robin), and per room on the
+ * server's seq: never on a guess of how several publishers' events interleave. */
+static void on_delivery(struct lg_worker *w, struct lg_conn *c, unsigned i,
                         const struct lg_payload *pl, enum lg_payload_res pr, uint64_t seq,
                         bool has_seq, uint64_t now)
 {
     struct lg_run *run = w->run;
-    switch (lg_track_update(t, pl->q, seq, has_seq, run->rooms[r].publishers == 1)) {
+    struct lg_publisher *pub = &run->pubs[pl->p];
+    struct lg_track *t = &c->tracks[i * run->pubs_per_room + pub->room_pos];
+    uint64_t q = (pl->k - 1) / pub->nrooms + 1;
+    bool reordered = false;
+    switch (lg_track_update(t, q, 0, false, true)) {
     case LG_TRACK_DUPLICATE: w->st.duplicate++; return;
     case LG_TRACK_LATE: w->st.late++; return;
-    case LG_TRACK_REORDERED: w->st.out_of_order++; break;
+    case LG_TRACK_REORDERED: reordered = true; break;
     case LG_TRACK_NEW: break;
     }
+    if (!has_seq)
+        w->st.no_seq++;
+    else if (seq <= c->last_srv[i])
+        reordered = true;
+    else
+        c->last_srv[i] = seq;
+    if (reordered)
+        w->st.out_of_order++;
+    atomic_fetch_add_explicit(&lg_pubrec_get(pub, pl->k)->got, 1, memory_order_relaxed);
     w->st.delivered++;
-    if (now >= run->warm_end && now < run->pub_end)
+    if (now >= run->warm_end && now < run->pub_end) {
         w->st.delivered_measured++;
+        /* Stalls: the longest time this worker's subscribers received nothing. */
+        uint64_t from = w->last_delivery_ns > run->warm_end ? w->last_delivery_ns : run->warm_end;
+        if (now > from) {
+            uint64_t gap = now - from;
+            if (gap > w->st.stall_max_ns)
+                w->st.stall_max_ns = gap;
+            if (gap > run->cfg.stall_ns)
+                w->st.stalls++;
+        }
+        w->last_delivery_ns = now;
+    }
     if (pr == LG_PAYLOAD_CORRUPT) {
         /* Its numbers are used as read (it did arrive), but its times are not trusted. */
         w->st.corrupt++;
@@ -436,25 +465,53 @@ static void on_event(struct lg_worker *w, struct lg_conn *c, const struct lg_msg
 {
     struct ring_state *rs = w->priv;
     struct lg_run *run = w->run;
-    if (!m->room.base)
-        return; /* session.created and other events that are not deliveries */
-    int r = lg_room_lookup(run, m->room.base, m->room.len);
-    struct lg_track *t = r >= 0 && !c->is_pub ? track_of(c, (uint32_t)r) : NULL;
-    if (!t) {
+    const struct lg_config *cfg = &run->cfg;
+    struct lg_payload pl;
+    enum lg_payload_res pr;
+    bool our_event = span_eq(m->event, span_from_cstr(cfg->event_name));
+    if (!m->room.base) {
+        /* session.created and other events are not deliveries; one of ours without its room
+         * cannot be checked against a subscription and is an integrity failure. */
+        if (!c->is_pub && m->data.base &&
+            (our_event ||
+             lg_payload_check(m->data.base, m->data.len, cfg->size, &pl) != LG_PAYLOAD_MALFORMED))
+            w->st.no_room++;
+        return;
+    }
+    /* Room names are compared unescaped: a server may escape what JSON allows (U+2028). */
+    char name[1024];
+    struct span room = m->room;
+    if (memchr(room.base, '\\', room.len)) {
+        int n = json_unescape(room.base, room.len, name, sizeof(name));
+        room = n < 0 ? SPAN_NULL : (struct span){name, (size_t)n};
+    }
+    int r = room.base ? lg_room_lookup(run, room.base, room.len) : -1;
+    int i = r >= 0 && !c->is_pub ? room_slot(c, (uint32_t)r) : -1;
+    if (i < 0) {
         w->st.misrouted++;
         return;
     }
-    struct lg_payload pl;
-    enum lg_payload_res pr = lg_payload_check(m->data.base, m->data.len, &pl);
+    pr = lg_payload_check(m->data.base, m->data.len, cfg->size, &pl);
     if (pr == LG_PAYLOAD_MALFORMED) {
         w->st.corrupt++;
         return;
     }
-    if (pl.p >= run->cfg.publishers || pl.q == 0) {
+    if (pl.p >= cfg->publishers || pl.k == 0 || !lg_pubrec_get(&run->pubs[pl.p], pl.k)) {
         if (pr == LG_PAYLOAD_CORRUPT)
             w->st.corrupt++;
         else
-            w->st.foreign++; /* well-formed, but not from this run's publishers */
+            w->st.foreign++; /* well-formed, but not a publish this run sent */
+        return;
+    }
+    /* The payload says which publish it is, so it says which room it was published to: a
+     * server that labels another room's event with this room's name misroutes it. */
+    const struct lg_publisher *pub = &run->pubs[pl.p];
+    if (pr == LG_PAYLOAD_OK && pub->rooms[(pl.k - 1) % pub->nrooms] != (unsigned)r) {
+        w->st.misrouted++;
+        return;
+    }
+    if (!our_event) {
+        w->st.wrong_event++; /* delivered under another event name than it was published */
         return;
     }
     if (pr == LG_PAYLOAD_OK) {
@@ -462,7 +519,7 @@ static void on_event(struct lg_worker *w, struct lg_conn *c, const struct lg_msg
             .pl = pl, .seq = m->seq, .has_seq = m->has_seq, .room = (uint32_t)r};
         lg_vcache_put(&rs->vc, msg, len, &v, &c->vc_last);
     }
-    on_delivery(w, t, (uint32_t)r, &pl, pr, m->seq, m->has_seq, now);
+    on_delivery(w, c, (unsigned)i, &pl, pr, m->seq, m->has_seq, now);
 }
 
 static void on_response(struct lg_worker *w, struct lg_conn *c, const struct lg_msg *m)
@@ -476,7 +533,7 @@ static void on_response(struct lg_worker *w, struct lg_conn *c, const struct lg_
             became_ready(w, c);
     } else if (span_eq_lit(m->event, "publish")) {
         if (c->is_pub && id_u64(m->id, &id))
-            lg_publish_answered(w, c, id, true);
+            lg_publish_answered(w, c, id, true, SPAN_NULL);
     }
 }
 
@@ -485,10 +542,7 @@ static void on_error_msg(struct lg_worker *w, struct lg_conn *c, const struct lg
     uint64_t id;
     w->st.errors++;
     if (c->is_pub && id_u64(m->id, &id)) {
-        lg_publish_answered(w, c, id, false);
-        if (!w->error[0])
-            snprintf(w->error, sizeof(w->error), "publish refused: %.*s", (int)m->code.len,
-                     m->code.base);
+        lg_publish_answered(w, c, id, false, m->code);
     } else if (c->state == CS_SUBSCRIBING) {
         conn_end(w, c, "subscribe refused: %.*s", (int)m->code.len, m->code.base);
     }
@@ -502,9 +556,9 @@ static void on_message(struct lg_worker *w, struct lg_conn *c, const uint8_t *p,
         /* The same bytes already passed every check at another recipient (vcache.h). */
         const struct lg_verified *v = lg_vcache_find(&rs->vc, p, len, &c->vc_last);
         if (v) {
-            struct lg_track *t = track_of(c, v->room);
-            if (t)
-                on_delivery(w, t, v->room, &v->pl, LG_PAYLOAD_OK, v->seq, v->has_seq, now);
+            int i = room_slot(c, v->room);
+            if (i >= 0)
+                on_delivery(w, c, (unsigned)i, &v->pl, LG_PAYLOAD_OK, v->seq, v->has_seq, now);
             else
                 w->st.misrouted++;
             return;

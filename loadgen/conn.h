@@ -48,7 +48,8 @@ struct lg_conn {
     uint32_t subs_pending;
     uint16_t nrooms;
     uint32_t *rooms;         /* subscriber: room indexes, nrooms of them */
-    struct lg_track *tracks; /* one per room, same order */
+    struct lg_track *tracks; /* nrooms * pubs_per_room: per (room, publisher of the room) */
+    uint64_t *last_srv;      /* per room: the highest server seq seen (0: none) */
     struct lg_publisher *pub;
     uint32_t vc_last; /* its last verified message in the worker's vcache (vcache.h) */
     uint64_t t_connect;
@@ -69,7 +70,11 @@ void lg_conn_wake(struct lg_worker *w, int ring_fd);
 uint64_t lg_publish_tick(struct lg_worker *w, uint64_t now);
 /* Closed loop: one more subscriber got publish (p, k). */
 void lg_publish_delivered(struct lg_worker *w, uint64_t p, uint64_t k);
-/* A publish response or error for (publisher conn c, id k). */
-void lg_publish_answered(struct lg_worker *w, struct lg_conn *c, uint64_t k, bool ok);
+/* A publish response or error (code: the error's code, else empty) for (publisher conn c,
+ * id k). */
+void lg_publish_answered(struct lg_worker *w, struct lg_conn *c, uint64_t k, bool ok,
+                         struct span code);
+/* Sets up publisher pub's per-publish record table for the run's scenario. 0 or -ENOMEM. */
+int lg_publisher_init(const struct lg_run *run, struct lg_publisher *pub);
 
 #endif

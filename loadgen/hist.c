@@ -64,7 +64,7 @@ void hist_merge(struct hist *dst, const struct hist *src)
         dst->max = src->max;
 }
 
-uint64_t hist_percentile(const struct hist *h, double p)
+static uint64_t percentile(const struct hist *h, double p, bool upper)
 {
     if (h->count == 0)
         return 0;
@@ -83,7 +83,7 @@ uint64_t hist_percentile(const struct hist *h, double p)
         if (seen >= rank) {
             uint64_t lo, hi;
             hist_bucket_range(i, &lo, &hi);
-            uint64_t mid = lo + (hi - lo) / 2;
+            uint64_t mid = upper ? hi : lo + (hi - lo) / 2;
             if (mid < h->min)
                 mid = h->min;
             if (mid > h->max)
@@ -92,6 +92,16 @@ uint64_t hist_percentile(const struct hist *h, double p)
         }
     }
     return h->max;
+}
+
+uint64_t hist_percentile(const struct hist *h, double p)
+{
+    return percentile(h, p, false);
+}
+
+uint64_t hist_percentile_upper(const struct hist *h, double p)
+{
+    return percentile(h, p, true);
 }
 
 double hist_mean(const struct hist *h)

@@ -39,6 +39,9 @@ void hist_merge(struct hist *dst, const struct hist *src);
 /* The value at percentile p (0..100, nearest-rank: the smallest value with at least p % of the
  * values at or below it), as the midpoint of its bucket clamped to [min, max]. 0 when empty. */
 uint64_t hist_percentile(const struct hist *h, double p);
+/* The same rank's bucket upper edge, clamped to max: never below the true value (gates use it,
+ * so a limit is never passed by the up-to-0.39 % rounding of the midpoint). 0 when empty. */
+uint64_t hist_percentile_upper(const struct hist *h, double p);
 /* Mean of the recorded values (exact, from the sum). 0 when empty. */
 double hist_mean(const struct hist *h);
 

@@ -196,6 +196,24 @@ static void row(FILE *f, const char *k, const char *fmt, ...)
     fputs("</td></tr>\n", f);
 }
 
+int lg_report_html_error(const char *path, const struct lg_config *cfg, const char *error)
+{
+    FILE *f = fopen(path, "w");
+    if (!f)
+        return -errno;
+    fputs("<!doctype html><html><head><meta charset=\"utf-8\"><title>ringcast-load report"
+          "</title></head><body style=\"font-family:system-ui,sans-serif;margin:24px\">\n",
+          f);
+    fprintf(f, "<h1>ringcast-load %s &mdash; ", LG_VERSION);
+    esc(f, cfg->url);
+    fputs("</h1>\n<p><span style=\"background:#cf222e;color:#fff;padding:6px 16px;"
+          "border-radius:6px;font-size:20px;font-weight:700\">ERROR (exit 2)</span></p>\n<p>",
+          f);
+    esc(f, error[0] ? error : "setup failed");
+    fputs("</p>\n<p>No measurement was made.</p></body></html>\n", f);
+    return fclose(f) ? -errno : 0;
+}
+
 int lg_report_html(const char *path, const struct lg_run *run, const struct lg_result *res)
 {
     const struct lg_config *cfg = &run->cfg;
@@ -215,15 +233,27 @@ int lg_report_html(const char *path, const struct lg_run *run, const struct lg_r
     fprintf(f, "<h1>ringcast-load %s &mdash; ", LG_VERSION);
     esc(f, cfg->url);
     fprintf(f, "</h1>\n<p><span class=\"verdict %s\">%s</span></p>\n", res->ok ? "pass" : "fail",
-            res->ok ? "PASS" : "FAIL");
+            res->interrupted ? "INTERRUPTED"
+            : res->ok        ? "PASS"
+                             : "FAIL");
+    if (res->interrupted)
+        fprintf(f,
+                "<p class=\"warn\">Interrupted by a signal after %.1f s of the measured "
+                "period: not a result.</p>\n",
+                res->measured_s);
     if (res->saturated)
         fprintf(f,
                 "<p class=\"warn\">The load generator was saturated (busiest thread %.0f%% "
                 "of a core): these figures may measure ringcast-load, not the server.</p>\n",
                 res->max_thread_pct);
     if (res->behind_schedule)
-        fputs("<p class=\"warn\">The publishers fell behind their schedule: the offered rate "
-              "was not reached on time.</p>\n",
+        fprintf(f,
+                "<p class=\"warn\">%" PRIu64 " of %" PRIu64 " scheduled publishes were never "
+                "sent: the offered rate was not reached.</p>\n",
+                res->unsent, res->scheduled);
+    else if (res->lagging)
+        fputs("<p class=\"warn\">Publishes went out late (lag p99 above 1 ms); the corrected "
+              "latency includes the delay.</p>\n",
               f);
     fputs("<h2>Latency by percentile</h2>\n", f);
     percentile_plot(f, res);
@@ -235,9 +265,11 @@ int lg_report_html(const char *path, const struct lg_run *run, const struct lg_r
         const struct lg_gate *g = &res->gates[i];
         fprintf(f,
                 "<tr><td>%s</td><td>%.6g %s</td><td>%s %.6g</td><td class=\"%s\">%s</td>"
-                "</tr>\n",
+                "<td>",
                 g->name, g->value, g->unit, g->at_least ? "&ge;" : "&le;", g->limit,
                 g->ok ? "pass" : "fail", g->ok ? "ok" : "FAIL");
+        esc(f, g->note);
+        fputs("</td></tr>\n", f);
     }
     fputs("</table>\n<h2>Figures</h2>\n<table>\n", f);
     static const struct {

@@ -70,8 +70,20 @@ struct lg_config {
     bool loss_pct;
     double min_deliveries_per_s;
     double max_regression; /* fraction (0.1 = 10 %) */
+    bool max_regression_set;
     bool no_integrity_gate;
+    int64_t max_refused;  /* refused publishes allowed (default 0) */
+    int64_t max_stall_ns; /* gate on the longest gap without a delivery; -1 = none */
+    uint64_t stall_ns;    /* a gap longer than this is a stall (counted) */
+    bool rooms_listed;    /* --rooms a,b,c: the names go into the JSON */
+    unsigned repeat;      /* --repeat N: runs of the scenario, medians gated (1) */
 };
+
+/* The first setup/usage error of the run (printed, and written into the JSON and HTML report
+ * that an exit 2 still produces). */
+extern char lg_error_msg[1024];
+/* Prints "ringcast-load: MSG" on stderr and keeps the first such message in lg_error_msg. */
+void lg_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
 enum lg_phase {
     LG_PHASE_CONNECT = 0, /* connecting, handshaking, subscribing */
@@ -95,6 +107,21 @@ struct lg_pubslot {
     uint64_t sent_ns;
 };
 
+/* One publish, for the whole run: the subscribers it was sent to (its room's confirmed
+ * subscriptions at send time) and how many distinct subscribers got it. Loss and excess are
+ * judged per publish at the end, so one publish's error reply or excess deliveries can never
+ * offset another publish's loss. Receivers on any worker add to `got`. */
+struct lg_pubrec {
+    _Atomic uint32_t got;
+    uint32_t expect;
+    _Atomic uint8_t answer; /* LG_ANS_* */
+};
+
+enum { LG_ANS_NONE = 0, LG_ANS_ACKED, LG_ANS_REFUSED };
+
+/* Per-publish records are allocated in chunks as a publisher goes: 4096 records (48 KiB). */
+#define LG_PUBREC_CHUNK 4096u
+
 struct lg_conn;
 
 struct lg_publisher {
@@ -108,19 +135,38 @@ struct lg_publisher {
     uint64_t scan_from; /* closed loop: oldest k possibly still outstanding */
     uint64_t abandoned; /* closed loop: publishes given up on after the drain timeout */
     _Atomic uint64_t completed;
+    uint64_t seen_completed; /* closed loop: completed at the last tick, for stalls */
+    uint64_t last_completion_ns;
     struct lg_pubslot slots[LG_MAX_WINDOW];
+    /* Per-publish records (k = 1, 2, ...): rec[(k-1) / CHUNK][(k-1) % CHUNK]. Chunks are
+     * published with a release store before the first publish that uses them. */
+    struct lg_pubrec *_Atomic *recs;
+    unsigned nchunks;  /* size of recs */
+    bool recs_full;    /* it stopped publishing: no record left (reported) */
+    unsigned room_pos; /* its index among the publishers of its rooms (per-publisher tracks) */
 };
+
+/* The record of publish (p, k), or NULL when k was never sent by this run. */
+struct lg_pubrec *lg_pubrec_get(const struct lg_publisher *pub, uint64_t k);
 
 /* Counters one worker owns. The main thread reads them racily for the progress line and
  * exactly after joining the workers. */
 struct lg_stats {
     uint64_t conn_attempted, conn_established, conn_failed, conn_ready, disconnects;
     uint64_t expected, delivered, delivered_measured, duplicate, out_of_order, corrupt, misrouted,
-        late, foreign;
+        late, foreign, wrong_event, no_room, no_seq;
     uint64_t pub_sent, pub_acked, pub_errors, pub_sent_measured, errors;
     uint64_t bytes_in, frames_in, reads; /* reads: recv completions that carried data */
     uint64_t vc_hits, vc_misses;         /* verified-message cache (vcache.h) */
     uint64_t behind_ns_max;
+    uint64_t stall_max_ns, stalls; /* gaps without a delivery in the measured period */
+};
+
+/* Refusal reasons (error codes of publish replies), counted per worker. */
+#define LG_MAX_REASONS 8
+struct lg_reason {
+    char code[32];
+    uint64_t n;
 };
 
 struct lg_worker {
@@ -138,6 +184,8 @@ struct lg_worker {
     _Atomic int setup_done;
     double cpu_s;    /* this thread's CPU seconds over the measured period */
     char error[256]; /* first connection error, for the message */
+    struct lg_reason reasons[LG_MAX_REASONS];
+    uint64_t last_delivery_ns; /* for stalls */
 };
 
 struct lg_run {
@@ -156,7 +204,8 @@ struct lg_run {
     /* room name -> index, open addressing */
     int32_t *room_hash;
     unsigned room_hash_mask;
-    int ring_fds[256]; /* each worker's ring, for waking a publisher's worker */
+    unsigned pubs_per_room; /* tracks per (subscriber, room): one per publisher of the room */
+    int ring_fds[256];      /* each worker's ring, for waking a publisher's worker */
 };
 
 static inline uint64_t lg_now_ns(void)

@@ -21,12 +21,12 @@
  * that wakes a little late still sends it. */
 #define DRAIN_GRACE_NS 50000000ull
 
+/* The signal that interrupted the run (SIGINT, SIGTERM), 0 if none. */
 static volatile sig_atomic_t interrupted;
 
 static void on_sigint(int sig)
 {
-    (void)sig;
-    interrupted = 1;
+    interrupted = sig;
 }
 
 static uint64_t rd(const uint64_t *p)
@@ -63,21 +63,22 @@ static int check_fd_limit(const struct lg_config *cfg)
     if (rl.rlim_max != RLIM_INFINITY && need > rl.rlim_max) {
         unsigned long long maxconn =
             rl.rlim_max > LG_FD_RESERVE ? (unsigned long long)rl.rlim_max - LG_FD_RESERVE : 0;
+        lg_error("%u connections need %llu open files, but this process may open at most %llu "
+                 "(hard RLIMIT_NOFILE).",
+                 cfg->connections + cfg->publishers, (unsigned long long)need,
+                 (unsigned long long)rl.rlim_max);
         fprintf(stderr,
-                "ringcast-load: %u connections need %llu open files, but this process may open "
-                "at most %llu (hard RLIMIT_NOFILE).\n"
                 "ringcast-load: one process can hold at most %llu connections here: run several "
                 "ringcast-load processes (each with --connections <= %llu), or raise the hard "
                 "limit (ulimit -Hn, /etc/security/limits.conf) as root.\n",
-                cfg->connections + cfg->publishers, (unsigned long long)need,
-                (unsigned long long)rl.rlim_max, maxconn, maxconn);
+                maxconn, maxconn);
         return -1;
     }
     if (rl.rlim_cur == RLIM_INFINITY || rl.rlim_cur >= need)
         return 0;
     rl.rlim_cur = rl.rlim_max;
     if (setrlimit(RLIMIT_NOFILE, &rl) < 0) {
-        fprintf(stderr, "ringcast-load: cannot raise RLIMIT_NOFILE: %s\n", strerror(errno));
+        lg_error("cannot raise RLIMIT_NOFILE: %s", strerror(errno));
         return -1;
     }
     return 0;
@@ -117,13 +118,17 @@ static int layout(struct lg_run *run)
         }
         run->room_hash[slot] = (int32_t)r;
     }
+    /* Publishers per room: one when P <= R, else up to ceil(P / R) (publisher j is then the
+     * (j / R)-th of room j mod R); a subscriber keeps one track per (room, publisher). */
+    run->pubs_per_room = npub <= cfg->nrooms ? 1 : (npub + cfg->nrooms - 1) / cfg->nrooms;
     /* Subscriber i joins rooms i*S .. i*S+S-1 (mod R): with S = 1, room i mod R. */
     for (unsigned i = 0; i < nsub; i++) {
         struct lg_conn *c = &run->conns[i];
         c->nrooms = (uint16_t)cfg->subs_per_conn;
         c->rooms = calloc(c->nrooms, sizeof(uint32_t));
-        c->tracks = calloc(c->nrooms, sizeof(struct lg_track));
-        if (!c->rooms || !c->tracks)
+        c->tracks = calloc((size_t)c->nrooms * run->pubs_per_room, sizeof(struct lg_track));
+        c->last_srv = calloc(c->nrooms, sizeof(uint64_t));
+        if (!c->rooms || !c->tracks || !c->last_srv)
             return -1;
         for (unsigned j = 0; j < c->nrooms; j++)
             c->rooms[j] = (uint32_t)(((uint64_t)i * cfg->subs_per_conn + j) % cfg->nrooms);
@@ -144,6 +149,9 @@ static int layout(struct lg_run *run)
         if (!pub->rooms)
             return -1;
         pub->nrooms = n;
+        pub->room_pos = npub <= cfg->nrooms ? 0 : j / cfg->nrooms;
+        if (lg_publisher_init(run, pub))
+            return -1;
         for (unsigned k = 0; k < n; k++) {
             pub->rooms[k] = npub <= cfg->nrooms ? j + k * npub : j % cfg->nrooms;
             run->rooms[pub->rooms[k]].publishers++;
@@ -265,10 +273,54 @@ static void collect(struct lg_run *run, struct lg_result *res)
         if (pct > res->max_thread_pct)
             res->max_thread_pct = pct;
     }
-    for (unsigned j = 0; j < run->cfg.publishers; j++)
-        res->abandoned += run->pubs[j].abandoned;
-    res->lost = res->st.expected > res->st.delivered ? res->st.expected - res->st.delivered : 0;
+    /* Loss and excess, publish by publish: what one publish lacks is never offset by what
+     * another got too much of, and a refused publish expects nobody. */
+    res->st.expected = 0;
+    for (unsigned j = 0; j < run->cfg.publishers; j++) {
+        const struct lg_publisher *pub = &run->pubs[j];
+        res->abandoned += pub->abandoned;
+        res->recs_full |= pub->recs_full;
+        for (uint64_t k = 1; k <= pub->k; k++) {
+            const struct lg_pubrec *rec = lg_pubrec_get(pub, k);
+            uint32_t got = atomic_load(&rec->got);
+            uint8_t answer = atomic_load(&rec->answer);
+            uint32_t expect = answer == LG_ANS_REFUSED ? 0 : rec->expect;
+            res->st.expected += expect;
+            if (got < expect)
+                res->lost += expect - got;
+            else
+                res->excess += got - expect;
+            if (answer == LG_ANS_NONE)
+                res->unanswered++;
+        }
+    }
+    for (unsigned t = 0; t < run->cfg.threads; t++) {
+        const struct lg_worker *w = &run->workers[t];
+        for (unsigned i = 0; i < LG_MAX_REASONS && w->reasons[i].n; i++) {
+            unsigned k = 0;
+            while (k < LG_MAX_REASONS && res->reasons[k].n &&
+                   strcmp(res->reasons[k].code, w->reasons[i].code))
+                k++;
+            if (k == LG_MAX_REASONS)
+                k = LG_MAX_REASONS - 1;
+            if (!res->reasons[k].n)
+                memcpy(res->reasons[k].code, w->reasons[i].code, sizeof(res->reasons[k].code));
+            res->reasons[k].n += w->reasons[i].n;
+        }
+        /* A worker whose subscribers got nothing up to the end of the measured period. */
+        uint64_t from = w->last_delivery_ns > run->warm_end ? w->last_delivery_ns : run->warm_end;
+        if (run->cfg.publishers && w->nconns > w->npubs && run->pub_end > from &&
+            run->pub_end - from > res->st.stall_max_ns) {
+            res->st.stall_max_ns = run->pub_end - from;
+            if (run->pub_end - from > run->cfg.stall_ns)
+                res->st.stalls++;
+        }
+    }
+    res->stall_max_ms = (double)res->st.stall_max_ns / 1e6;
+    res->stalls = res->st.stalls;
     res->measured_s = (double)(run->pub_end - run->warm_end) / 1e9;
+    if (res->measured_s < 0)
+        res->measured_s = 0;
     if (res->measured_s > 0) {
         res->deliveries_per_s = (double)res->st.delivered_measured / res->measured_s;
         res->publishes_per_s = (double)res->st.pub_sent_measured / res->measured_s;
@@ -277,8 +329,9 @@ static void collect(struct lg_run *run, struct lg_result *res)
     if (run->cfg.rate > 0 && run->cfg.publishers) {
         double x = (double)(run->pub_end - run->t_start) * run->cfg.rate / 1e9;
         res->scheduled = (uint64_t)x + ((double)(uint64_t)x < x);
-        res->behind_schedule =
-            res->st.pub_sent < res->scheduled || hist_percentile(&res->lag, 99) > 1000000;
+        res->unsent = res->scheduled > res->st.pub_sent ? res->scheduled - res->st.pub_sent : 0;
+        res->behind_schedule = res->unsent > 0;
+        res->lagging = hist_percentile(&res->lag, 99) > 1000000;
     }
 }
 
@@ -298,13 +351,19 @@ static void free_all(void)
         struct lg_conn *c = &run->conns[i];
         free(c->rooms);
         free(c->tracks);
+        free(c->last_srv);
         free(c->out.p);
         free(c->pend.p);
         free(c->carry.p);
         free(c->frag.p);
     }
-    for (unsigned j = 0; run->pubs && j < run->cfg.publishers; j++)
-        free(run->pubs[j].rooms);
+    for (unsigned j = 0; run->pubs && j < run->cfg.publishers; j++) {
+        struct lg_publisher *pub = &run->pubs[j];
+        free(pub->rooms);
+        for (unsigned c = 0; pub->recs && c < pub->nchunks; c++)
+            free(atomic_load(&pub->recs[c]));
+        free(pub->recs);
+    }
     for (unsigned t = 0; run->workers && t < run->cfg.threads; t++) {
         lg_worker_teardown(&run->workers[t]);
         free(run->workers[t].conns);
@@ -321,6 +380,35 @@ static void free_all(void)
     free(run);
 }
 
+/* An output path must be writable before a run spends minutes: a report that cannot be
+ * written after the run is a CI artifact lost. Creates nothing that was not there. */
+static int check_output_path(const char *opt, const char *path)
+{
+    if (!path[0])
+        return 0;
+    bool existed = access(path, F_OK) == 0;
+    FILE *f = fopen(path, "a");
+    if (!f) {
+        lg_error("cannot write --%s %s: %s", opt, path, strerror(errno));
+        return -1;
+    }
+    fclose(f);
+    if (!existed)
+        unlink(path);
+    return 0;
+}
+
+/* Exit 2 after the options were read: the reports still get written, with the error in them,
+ * so CI artifacts say what happened. */
+static int setup_failed(const struct lg_config *cfg)
+{
+    if (cfg->json_path[0] && lg_report_json_error(cfg->json_path, cfg, lg_error_msg) < 0)
+        fprintf(stderr, "ringcast-load: cannot write %s: %s\n", cfg->json_path, strerror(errno));
+    if (cfg->html_path[0] && lg_report_html_error(cfg->html_path, cfg, lg_error_msg) < 0)
+        fprintf(stderr, "ringcast-load: cannot write %s: %s\n", cfg->html_path, strerror(errno));
+    return LG_EXIT_USAGE;
+}
+
 int main(int argc, char **argv)
 {
     signal(SIGPIPE, SIG_IGN);
@@ -333,13 +421,41 @@ int main(int argc, char **argv)
     int r = lg_config_parse(cfg, argc, argv);
     if (r == 3)
         return 0;
-    if (r)
+    if (r) {
+        /* Only the paths themselves are trusted from a command line that did not parse. */
+        struct lg_config partial = *cfg;
+        if (check_output_path("json", cfg->json_path))
+            partial.json_path[0] = 0;
+        if (check_output_path("html", cfg->html_path))
+            partial.html_path[0] = 0;
+        return setup_failed(&partial);
+    }
+    struct lg_result *res = the_result = calloc(1, sizeof(*res));
+    if (!res)
         return LG_EXIT_USAGE;
+    /* Everything that can be checked before the run is checked before it. */
+    if (check_output_path("json", cfg->json_path)) {
+        cfg->json_path[0] = 0;
+        return setup_failed(cfg);
+    }
+    if (check_output_path("html", cfg->html_path)) {
+        cfg->html_path[0] = 0;
+        return setup_failed(cfg);
+    }
+    if (cfg->baseline_path[0]) {
+        char err[1024];
+        if (lg_baseline_load(cfg, res, err, sizeof(err)) < 0) {
+            lg_error("%s", err);
+            return setup_failed(cfg);
+        }
+    }
+    if (cfg->repeat > 1)
+        return lg_repeat_main(cfg, res, argc, argv);
     if (check_fd_limit(cfg))
-        return LG_EXIT_USAGE;
+        return setup_failed(cfg);
     if (layout(run)) {
-        fprintf(stderr, "ringcast-load: out of memory laying out the run\n");
-        return LG_EXIT_USAGE;
+        lg_error("out of memory laying out the run");
+        return setup_failed(cfg);
     }
     signal(SIGINT, on_sigint);
     signal(SIGTERM, on_sigint);
@@ -352,7 +468,7 @@ int main(int argc, char **argv)
     }
     struct progress *prog = the_progress = calloc(1, sizeof(*prog));
     if (!prog)
-        return LG_EXIT_USAGE;
+        return setup_failed(cfg);
     prog->on = cfg->progress == 1 || (cfg->progress < 0 && isatty(2));
     hist_init(&prog->prev);
 
@@ -361,18 +477,17 @@ int main(int argc, char **argv)
     atomic_store(&run->phase, LG_PHASE_CONNECT);
     for (unsigned t = 0; t < cfg->threads; t++) {
         if (pthread_create(&run->workers[t].thread, NULL, lg_worker_main, &run->workers[t])) {
-            fprintf(stderr, "ringcast-load: cannot start thread %u\n", t);
-            return LG_EXIT_USAGE;
+            lg_error("cannot start thread %u", t);
+            return setup_failed(cfg);
         }
     }
     for (unsigned t = 0; t < cfg->threads; t++) {
         while (!atomic_load_explicit(&run->workers[t].setup_done, memory_order_acquire))
             sleep_ns(1000000);
         if (run->workers[t].setup_err < 0) {
-            fprintf(stderr, "ringcast-load: io_uring setup failed: %s\n",
-                    strerror(-run->workers[t].setup_err));
+            lg_error("io_uring setup failed: %s", strerror(-run->workers[t].setup_err));
             stop_workers(run);
-            return LG_EXIT_USAGE;
+            return setup_failed(cfg);
         }
     }
 
@@ -386,10 +501,13 @@ int main(int argc, char **argv)
         if (ready + failed >= run->nconns)
             break;
         if (now - run->t0 > cfg->connect_timeout_ns || interrupted) {
-            fprintf(stderr, "\nringcast-load: setup %s: %" PRIu64 " of %u connections ready\n",
-                    interrupted ? "interrupted" : "timed out", ready, run->nconns);
+            if (prog->on)
+                fputc('\n', stderr);
+            lg_error("setup %s: %" PRIu64 " of %u connections ready",
+                     interrupted ? "interrupted" : "timed out", ready, run->nconns);
             stop_workers(run);
-            return LG_EXIT_USAGE;
+            setup_failed(cfg);
+            return interrupted ? 128 + interrupted : LG_EXIT_USAGE;
         }
     }
     uint64_t setup_ns = now - run->t0;
@@ -398,10 +516,9 @@ int main(int argc, char **argv)
         const char *why = first_error(run);
         if (prog->on)
             fputc('\n', stderr);
-        fprintf(stderr, "ringcast-load: %" PRIu64 " of %u connections failed: %s\n", failed,
-                run->nconns, why);
+        lg_error("%" PRIu64 " of %u connections failed: %s", failed, run->nconns, why);
         stop_workers(run);
-        return LG_EXIT_USAGE;
+        return setup_failed(cfg);
     }
 
     /* ---- publish: warmup, measured period; then drain ---- */
@@ -447,10 +564,11 @@ int main(int argc, char **argv)
     stop_workers(run);
 
     /* ---- figures, gates, reports ---- */
-    struct lg_result *res = the_result = calloc(1, sizeof(*res));
-    if (!res)
-        return LG_EXIT_USAGE;
+    struct lg_baseline base = res->base;
     collect(run, res);
+    res->base = base;
+    res->interrupted = interrupted != 0;
+    res->signal = interrupted;
     res->connect_rate = setup_ns ? (double)res->st.conn_established * 1e9 / (double)setup_ns : 0;
     if (res->measured_s > 0)
         res->cpu_pct = (self1 - self0) * 100.0 / res->measured_s;
@@ -466,9 +584,13 @@ int main(int argc, char **argv)
                 res->server_cpu_s * 1e6 / ((double)res->st.delivered_measured / 1000.0);
     }
     lg_gates_eval(cfg, res);
+    if (res->interrupted)
+        res->ok = false; /* whatever was measured, it is not the run that was asked for */
     if (!cfg->quiet)
         lg_report_table(stdout, run, res);
     int status = res->ok ? LG_EXIT_OK : LG_EXIT_GATE;
+    if (res->interrupted)
+        status = 128 + res->signal;
     if (cfg->json_path[0] && lg_report_json(cfg->json_path, run, res) < 0) {
         fprintf(stderr, "ringcast-load: cannot write %s: %s\n", cfg->json_path, strerror(errno));
         status = LG_EXIT_USAGE;
@@ -490,14 +612,55 @@ int main(int argc, char **argv)
                 res->max_thread_pct);
     if (res->behind_schedule)
         fprintf(stderr,
-                "ringcast-load: warning: the publishers fell behind their schedule (sent %" PRIu64
-                " of %" PRIu64 ", lag p99 %.2f ms): the offered rate was not reached\n",
-                res->st.pub_sent, res->scheduled, (double)hist_percentile(&res->lag, 99) / 1e6);
+                "ringcast-load: warning: %" PRIu64 " of %" PRIu64 " scheduled publishes were never "
+                "sent: the offered rate was not reached\n",
+                res->unsent, res->scheduled);
+    else if (res->lagging)
+        fprintf(
+            stderr,
+            "ringcast-load: warning: publishes went out late (lag p99 %.2f ms), though all %" PRIu64
+            " were sent: the corrected latency includes the delay\n",
+            (double)hist_percentile(&res->lag, 99) / 1e6, res->scheduled);
+    if (res->recs_full)
+        fprintf(stderr,
+                "ringcast-load: warning: a publisher stopped: it ran out of per-publish "
+                "records (%u per publisher)\n",
+                LG_PUBREC_CHUNK * run->pubs[0].nchunks);
+    if (res->st.pub_errors) {
+        fprintf(stderr,
+                "ringcast-load: %" PRIu64 " of %" PRIu64 " publishes refused by the server:",
+                res->st.pub_errors, res->st.pub_sent);
+        for (unsigned i = 0; i < LG_MAX_REASONS && res->reasons[i].n; i++)
+            fprintf(stderr, "%s %s %" PRIu64, i ? "," : "", res->reasons[i].code,
+                    res->reasons[i].n);
+        fputc('\n', stderr);
+    }
+    if (res->unanswered)
+        fprintf(stderr,
+                "ringcast-load: %" PRIu64 " of %" PRIu64
+                " publishes got neither a response nor an error\n",
+                res->unanswered, res->st.pub_sent);
+    if (res->excess)
+        fprintf(stderr,
+                "ringcast-load: %" PRIu64 " deliveries beyond what was published (more than a "
+                "publish's subscribers, or of a refused publish)\n",
+                res->excess);
+    if (res->st.no_seq)
+        fprintf(stderr,
+                "ringcast-load: warning: %" PRIu64 " deliveries without a server seq: order "
+                "across publishers was not checked for them\n",
+                res->st.no_seq);
     for (unsigned i = 0; i < res->ngates; i++)
         if (!res->gates[i].ok)
-            fprintf(stderr, "ringcast-load: GATE FAILED: %s: %.6g %s (must be %s %.6g %s)\n",
+            fprintf(stderr, "ringcast-load: GATE FAILED: %s: %.6g %s (must be %s %.6g %s)%s%s\n",
                     res->gates[i].name, res->gates[i].value, res->gates[i].unit,
-                    res->gates[i].at_least ? ">=" : "<=", res->gates[i].limit, res->gates[i].unit);
+                    res->gates[i].at_least ? ">=" : "<=", res->gates[i].limit, res->gates[i].unit,
+                    res->gates[i].note[0] ? ": " : "", res->gates[i].note);
+    if (res->interrupted)
+        fprintf(stderr,
+                "ringcast-load: INTERRUPTED by %s after %.1f s of the measured period: not a "
+                "result\n",
+                res->signal == SIGINT ? "SIGINT" : "SIGTERM", res->measured_s);
     if (res->gate_error[0]) {
         fprintf(stderr, "ringcast-load: %s\n", res->gate_error);
         status = LG_EXIT_USAGE;

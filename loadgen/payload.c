@@ -84,7 +84,7 @@ size_t lg_payload_write(char *out, size_t cap, const struct lg_payload *pl, size
     memcpy(p, ",\"x\":\"", 6);
     p += 6;
     size_t fixed = (size_t)(p - head) + 2; /* closing quote and brace */
-    size_t pad = size > fixed ? size - fixed : 0;
+    size_t pad = lg_payload_pad_len(pl, size);
     if (fixed + pad > cap)
         return 0;
     memcpy(out, head, (size_t)(p - head));
@@ -141,7 +141,24 @@ static bool field_u64(struct cursor *c, char name, uint64_t *v)
     return true;
 }
 
-enum lg_payload_res lg_payload_check(const char *s, size_t len, struct lg_payload *pl)
+static size_t digits(uint64_t v)
+{
+    size_t n = 1;
+    while (v >= 10)
+        v /= 10, n++;
+    return n;
+}
+
+size_t lg_payload_pad_len(const struct lg_payload *pl, size_t size)
+{
+    /* The compact layout's fixed part: 31 bytes of keys and punctuation before the pad, the
+     * closing quote and brace, and the five numbers. */
+    size_t fixed =
+        33 + digits(pl->q) + digits(pl->p) + digits(pl->k) + digits(pl->t) + digits(pl->i);
+    return size > fixed ? size - fixed : 0;
+}
+
+enum lg_payload_res lg_payload_check(const char *s, size_t len, size_t size, struct lg_payload *pl)
 {
     struct cursor c = {s, s + len};
     if (!expect(&c, '{') || !field_u64(&c, 'q', &pl->q) || !expect(&c, ',') ||
@@ -164,6 +181,10 @@ enum lg_payload_res lg_payload_check(const char *s, size_t len, struct lg_payloa
         return LG_PAYLOAD_CORRUPT;
     skip_ws(&c);
     if (c.p != c.end)
+        return LG_PAYLOAD_CORRUPT;
+    /* The pad's length is what this tool generated for --size: a cut (or lengthened) pad is
+     * corrupt even when every byte present matches the stream. */
+    if ((size_t)(q - pad) != lg_payload_pad_len(pl, size))
         return LG_PAYLOAD_CORRUPT;
     return pad_matches(pad, (size_t)(q - pad), pad_seed(pl)) ? LG_PAYLOAD_OK : LG_PAYLOAD_CORRUPT;
 }

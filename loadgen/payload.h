@@ -38,9 +38,13 @@ enum lg_payload_res {
     LG_PAYLOAD_MALFORMED, /* not our payload at all: nothing in it can be trusted */
 };
 
-/* Parses and checks a payload (raw JSON span). On LG_PAYLOAD_OK and LG_PAYLOAD_CORRUPT *pl holds
- * the numbers as received. Whitespace between tokens is tolerated. */
-enum lg_payload_res lg_payload_check(const char *s, size_t len, struct lg_payload *pl);
+/* Parses and checks a payload (raw JSON span) that was written for --size `size`: the padding
+ * must match the numbers and have exactly the length lg_payload_write gave it (a truncated
+ * payload is corrupt). On LG_PAYLOAD_OK and LG_PAYLOAD_CORRUPT *pl holds the numbers as
+ * received. Whitespace between tokens is tolerated. */
+enum lg_payload_res lg_payload_check(const char *s, size_t len, size_t size, struct lg_payload *pl);
+/* Length of the padding lg_payload_write gives pl's numbers for --size `size`. */
+size_t lg_payload_pad_len(const struct lg_payload *pl, size_t size);
 
 enum lg_msg_kind {
     LG_MSG_EVENT = 0, /* "type":"event" */

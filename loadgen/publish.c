@@ -12,6 +12,8 @@
  * it has been outstanding longer than --drain (then it is abandoned: the missing deliveries are
  * reported as lost at the end).
  */
+#include <errno.h>
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -31,13 +33,62 @@ static uint64_t intended_ns(const struct lg_run *run, const struct lg_publisher 
     return run->t_start + (uint64_t)(n * 1e9 / run->cfg.rate);
 }
 
-static void send_publish(struct lg_worker *w, struct lg_publisher *pub, uint64_t intended)
+/* Chunks of closed-loop records per publisher: 4096 * 4096 publishes (32 KiB of pointers). */
+#define LG_CLOSED_LOOP_CHUNKS 4096u
+
+int lg_publisher_init(const struct lg_run *run, struct lg_publisher *pub)
+{
+    const struct lg_config *cfg = &run->cfg;
+    uint64_t n = LG_CLOSED_LOOP_CHUNKS;
+    if (cfg->rate > 0) {
+        /* Open loop: the schedule says how many this publisher can send, at most. */
+        double total = cfg->rate * (double)(cfg->warmup_ns + cfg->duration_ns) / 1e9;
+        n = (uint64_t)ceil(total / (cfg->publishers ? cfg->publishers : 1)) / LG_PUBREC_CHUNK + 2;
+    }
+    pub->nchunks = (unsigned)n;
+    pub->recs = calloc(n, sizeof(*pub->recs));
+    return pub->recs ? 0 : -ENOMEM;
+}
+
+struct lg_pubrec *lg_pubrec_get(const struct lg_publisher *pub, uint64_t k)
+{
+    uint64_t c = (k - 1) / LG_PUBREC_CHUNK;
+    if (k == 0 || c >= pub->nchunks)
+        return NULL;
+    struct lg_pubrec *chunk = atomic_load_explicit(&pub->recs[c], memory_order_acquire);
+    return chunk ? &chunk[(k - 1) % LG_PUBREC_CHUNK] : NULL;
+}
+
+/* The record for the publisher's next publish, allocating its chunk when it starts one. NULL
+ * when the table is full or memory ran out: the publisher then stops (reported). */
+static struct lg_pubrec *next_rec(struct lg_publisher *pub)
+{
+    uint64_t c = pub->k / LG_PUBREC_CHUNK;
+    if (c >= pub->nchunks)
+        return NULL;
+    struct lg_pubrec *chunk = atomic_load_explicit(&pub->recs[c], memory_order_relaxed);
+    if (!chunk) {
+        chunk = calloc(LG_PUBREC_CHUNK, sizeof(*chunk));
+        if (!chunk)
+            return NULL;
+        atomic_store_explicit(&pub->recs[c], chunk, memory_order_release);
+    }
+    return &chunk[pub->k % LG_PUBREC_CHUNK];
+}
+
+/* Returns false when the publisher cannot send (no record left for it). */
+static bool send_publish(struct lg_worker *w, struct lg_publisher *pub, uint64_t intended)
 {
     struct lg_run *run = w->run;
     const struct lg_config *cfg = &run->cfg;
     unsigned r = pub->rooms[pub->k % pub->nrooms];
     struct lg_room *room = &run->rooms[r];
     uint64_t now = lg_now_ns();
+    struct lg_pubrec *rec = next_rec(pub);
+    if (!rec) {
+        pub->recs_full = true;
+        return false;
+    }
     struct lg_payload pl = {
         .q = atomic_fetch_add_explicit(&room->seq, 1, memory_order_relaxed) + 1,
         .p = pub->idx,
@@ -46,8 +97,15 @@ static void send_publish(struct lg_worker *w, struct lg_publisher *pub, uint64_t
         .i = intended,
     };
     uint32_t subs = atomic_load_explicit(&room->subs, memory_order_relaxed);
+    rec->expect = subs;
     if (cfg->rate == 0) {
         struct lg_pubslot *slot = &pub->slots[pl.k % LG_MAX_WINDOW];
+        /* The slot's earlier publish (k - 256) is still outstanding: a delivery of it was
+         * lost. Abandon it now, counted, rather than let it hold a place in the window for
+         * the rest of the run (its missing deliveries count as lost at the end). */
+        if (atomic_load_explicit(&slot->k, memory_order_relaxed) != 0 &&
+            atomic_exchange(&slot->remaining, INT32_MIN / 2) > 0)
+            pub->abandoned++;
         /* remaining before k: a receiver only counts down a slot whose k matches. */
         atomic_store_explicit(&slot->remaining, (int32_t)subs, memory_order_relaxed);
         slot->sent_ns = now;
@@ -64,7 +122,7 @@ static void send_publish(struct lg_worker *w, struct lg_publisher *pub, uint64_t
         cap = cfg->size + LG_ENVELOPE_OVERHEAD + LG_PAYLOAD_MAX_FIXED;
         out = heap = malloc(cap);
         if (!out)
-            return;
+            return true;
     }
     struct jw jw;
     jw_init(&jw, out, cap);
@@ -91,6 +149,7 @@ static void send_publish(struct lg_worker *w, struct lg_publisher *pub, uint64_t
         w->st.pub_sent_measured++;
     if (cfg->rate > 0)
         hist_record(&w->lag, now > intended ? now - intended : 0);
+    return true;
 }
 
 /* Closed loop: gives up on the oldest outstanding publish once it is older than --drain. */
@@ -98,7 +157,9 @@ static void reap(struct lg_worker *w, struct lg_publisher *pub, uint64_t now)
 {
     while (pub->scan_from < pub->k) {
         struct lg_pubslot *slot = &pub->slots[(pub->scan_from + 1) % LG_MAX_WINDOW];
-        if (atomic_load_explicit(&slot->remaining, memory_order_relaxed) > 0) {
+        /* A slot that holds a later publish: this one was abandoned when the slot was reused. */
+        if (atomic_load_explicit(&slot->k, memory_order_relaxed) == pub->scan_from + 1 &&
+            atomic_load_explicit(&slot->remaining, memory_order_relaxed) > 0) {
             if (now - slot->sent_ns < w->run->cfg.drain_ns)
                 return;
             if (atomic_exchange(&slot->remaining, INT32_MIN / 2) > 0)
@@ -114,14 +175,15 @@ uint64_t lg_publish_tick(struct lg_worker *w, uint64_t now)
     uint64_t next = UINT64_MAX;
     for (unsigned i = 0; i < w->npubs; i++) {
         struct lg_publisher *pub = w->pubs[i];
-        if (pub->conn->state != CS_READY)
+        if (pub->conn->state != CS_READY || pub->recs_full)
             continue;
         if (run->cfg.rate > 0) {
             unsigned burst = 0;
             uint64_t due;
             while ((due = intended_ns(run, pub, pub->k)) <= now && due < run->pub_end &&
                    burst < LG_MAX_BURST) {
-                send_publish(w, pub, due);
+                if (!send_publish(w, pub, due))
+                    break;
                 burst++;
             }
             if (burst == LG_MAX_BURST)
@@ -134,7 +196,8 @@ uint64_t lg_publish_tick(struct lg_worker *w, uint64_t now)
                 continue;
             uint64_t done = atomic_load_explicit(&pub->completed, memory_order_acquire);
             while (pub->k - done - pub->abandoned < pub->window)
-                send_publish(w, pub, now);
+                if (!send_publish(w, pub, now))
+                    break;
         }
     }
     return next;
@@ -154,19 +217,40 @@ void lg_publish_delivered(struct lg_worker *w, uint64_t p, uint64_t k)
     }
 }
 
-void lg_publish_answered(struct lg_worker *w, struct lg_conn *c, uint64_t k, bool ok)
+void lg_publish_answered(struct lg_worker *w, struct lg_conn *c, uint64_t k, bool ok,
+                         struct span code)
 {
     struct lg_publisher *pub = c->pub;
-    if (!pub || k == 0 || k > pub->k)
+    struct lg_pubrec *rec = pub ? lg_pubrec_get(pub, k) : NULL;
+    if (!rec || k > pub->k)
         return;
+    if (atomic_load_explicit(&rec->answer, memory_order_relaxed) != LG_ANS_NONE) {
+        w->st.errors++; /* a second answer to one publish */
+        return;
+    }
     if (ok) {
+        atomic_store_explicit(&rec->answer, LG_ANS_ACKED, memory_order_relaxed);
         w->st.pub_acked++;
         return;
     }
-    /* Refused (rate limited, ...): nobody will get it, so nobody should have expected it. */
+    /* Refused (rate limited, too large, ...): its subscribers are no longer expected to get it
+     * (this publish's record says so; no other publish is touched), the refusal fails the run
+     * unless --max-refused allows it, and its reason is counted for the message. */
+    atomic_store_explicit(&rec->answer, LG_ANS_REFUSED, memory_order_relaxed);
     w->st.pub_errors++;
-    struct lg_room *room = &w->run->rooms[pub->rooms[(k - 1) % pub->nrooms]];
-    w->st.expected -= atomic_load_explicit(&room->subs, memory_order_relaxed);
+    unsigned i = 0;
+    size_t n =
+        code.len < sizeof(w->reasons[0].code) - 1 ? code.len : sizeof(w->reasons[0].code) - 1;
+    for (; i < LG_MAX_REASONS && w->reasons[i].n; i++)
+        if (strlen(w->reasons[i].code) == n && !memcmp(w->reasons[i].code, code.base, n))
+            break;
+    if (i == LG_MAX_REASONS)
+        i = LG_MAX_REASONS - 1; /* more kinds than kept: the last one collects the rest */
+    if (!w->reasons[i].n) {
+        memcpy(w->reasons[i].code, n ? code.base : "(no code)", n ? n : 9);
+        w->reasons[i].code[n ? n : 9] = 0;
+    }
+    w->reasons[i].n++;
     if (w->run->cfg.rate == 0) {
         struct lg_pubslot *slot = &pub->slots[k % LG_MAX_WINDOW];
         if (atomic_load(&slot->k) == k && atomic_exchange(&slot->remaining, INT32_MIN / 2) > 0)

@@ -33,6 +33,10 @@ static void fmt_us(char *out, size_t cap, double us)
 
 static void table_latency(FILE *f, const char *label, const struct hist *h)
 {
+    if (h->count == 0) {
+        fprintf(f, "  %-22s no samples\n", label);
+        return;
+    }
     char b[6][32];
     for (int i = 0; i < 5; i++)
         fmt_us(b[i], sizeof(b[i]), (double)hist_percentile(h, pcts[i].p) / 1e3);
@@ -48,7 +52,9 @@ void lg_report_table(FILE *f, const struct lg_run *run, const struct lg_result *
     fprintf(f, "\nringcast-load %s  %s\n", LG_VERSION, cfg->url);
     fprintf(f, "  scenario               %u subscribers, %u rooms, %u subs/conn, %u publishers, ",
             cfg->connections, cfg->nrooms, cfg->subs_per_conn, cfg->publishers);
-    if (cfg->rate > 0)
+    if (cfg->publishers == 0)
+        fprintf(f, "no publishes");
+    else if (cfg->rate > 0)
         fprintf(f, "%.0f publishes/s", cfg->rate);
     else
         fprintf(f, "closed loop, window %u", cfg->window);
@@ -61,22 +67,34 @@ void lg_report_table(FILE *f, const struct lg_run *run, const struct lg_result *
             (double)hist_percentile(&res->connect, 99) / 1e6);
     fprintf(f,
             "  publishes              %" PRIu64 " sent, %" PRIu64 " acked, %" PRIu64
-            " refused, %.1f/s%s\n",
-            s->pub_sent, s->pub_acked, s->pub_errors, res->publishes_per_s,
-            res->behind_schedule ? "  BEHIND SCHEDULE" : "");
+            " refused, %" PRIu64 " unanswered, %" PRIu64 " unsent, %" PRIu64
+            " abandoned, %.1f/s%s\n",
+            s->pub_sent, s->pub_acked, s->pub_errors, res->unanswered, res->unsent, res->abandoned,
+            res->publishes_per_s, res->behind_schedule ? "  BEHIND SCHEDULE" : "");
     fprintf(f,
             "  deliveries             %" PRIu64 " expected, %" PRIu64 " delivered, %.0f/s "
             "(measured %.1fs)\n",
             s->expected, s->delivered, res->deliveries_per_s, res->measured_s);
     fprintf(f,
-            "  checks                 lost %" PRIu64 "  duplicate %" PRIu64
+            "  checks                 lost %" PRIu64 "  excess %" PRIu64 "  duplicate %" PRIu64
             "  out_of_order %" PRIu64 "  corrupt %" PRIu64 "  misrouted %" PRIu64 "  late %" PRIu64
+            "  foreign %" PRIu64 "  wrong_event %" PRIu64 "  no_room %" PRIu64
             "  disconnects %" PRIu64 "\n",
-            res->lost, s->duplicate, s->out_of_order, s->corrupt, s->misrouted, s->late,
-            s->disconnects);
+            res->lost, res->excess, s->duplicate, s->out_of_order, s->corrupt, s->misrouted,
+            s->late, s->foreign, s->wrong_event, s->no_room, s->disconnects);
+    fprintf(f,
+            "  stalls                 longest %.1f ms without a delivery, %" PRIu64
+            " over %.0f ms\n",
+            res->stall_max_ms, res->stalls, (double)cfg->stall_ns / 1e6);
     fprintf(f, "  latency (%" PRIu64 " samples)\n", res->lat.count);
     table_latency(f, "send -> receive", &res->lat);
-    table_latency(f, "intended -> receive", &res->lat_corr);
+    if (cfg->rate > 0)
+        table_latency(f, "intended -> receive", &res->lat_corr);
+    else
+        fprintf(f,
+                "  %-22s closed loop: the intended time is the send time, so this series is "
+                "not corrected for coordinated omission (see stalls)\n",
+                "intended -> receive");
     fprintf(f,
             "  loadgen                cpu %.0f%% (busiest thread %.0f%%), %.0f deliveries per "
             "cpu-second%s\n",
@@ -91,10 +109,14 @@ void lg_report_table(FILE *f, const struct lg_run *run, const struct lg_result *
                 lg_rss_per_conn_str(res, perconn, sizeof(perconn)), res->server_cpu_us_per_1000);
     for (unsigned i = 0; i < res->ngates; i++) {
         const struct lg_gate *g = &res->gates[i];
-        fprintf(f, "  gate %-28s %s  %.6g %s (limit %s %.6g)\n", g->name, g->ok ? "ok  " : "FAIL",
-                g->value, g->unit, g->at_least ? ">=" : "<=", g->limit);
+        fprintf(f, "  gate %-28s %s  %.6g %s (limit %s %.6g)%s%s\n", g->name,
+                g->ok ? "ok  " : "FAIL", g->value, g->unit, g->at_least ? ">=" : "<=", g->limit,
+                g->note[0] ? "  " : "", g->note);
     }
-    fprintf(f, "  verdict                %s\n", res->ok ? "PASS" : "FAIL");
+    fprintf(f, "  verdict                %s\n",
+            res->interrupted ? "INTERRUPTED (not a result)"
+            : res->ok        ? "PASS"
+                             : "FAIL");
 }
 
 static void json_str(FILE *f, const char *s)
@@ -133,6 +155,12 @@ static void json_num(FILE *f, double v)
 static void json_lat(FILE *f, const struct hist *h)
 {
     fputc('{', f);
+    if (h->count == 0) { /* no samples: no percentiles, rather than zeros that look measured */
+        fputs("\"p50\":null,\"p90\":null,\"p99\":null,\"p999\":null,\"p9999\":null,"
+              "\"max\":null,\"mean\":null,\"count\":0}",
+              f);
+        return;
+    }
     for (int i = 0; i < 5; i++) {
         fprintf(f, "\"%s\":", pcts[i].key);
         json_num(f, (double)hist_percentile(h, pcts[i].p) / 1e3);
@@ -145,15 +173,8 @@ static void json_lat(FILE *f, const struct hist *h)
     fprintf(f, ",\"count\":%" PRIu64 "}", h->count);
 }
 
-int lg_report_json(const char *path, const struct lg_run *run, const struct lg_result *res)
+static void json_scenario(FILE *f, const struct lg_config *cfg)
 {
-    const struct lg_config *cfg = &run->cfg;
-    const struct lg_stats *s = &res->st;
-    FILE *f = fopen(path, "w");
-    if (!f)
-        return -errno;
-    fprintf(f, "{\"tool\":\"ringcast-load\",\"version\":\"%s\",\"ok\":%s,\n", LG_VERSION,
-            res->ok ? "true" : "false");
     fputs(" \"scenario\":{\"url\":", f);
     json_str(f, cfg->url);
     fprintf(f, ",\"connections\":%u,\"rooms\":%u,\"subs_per_conn\":%u,\"publishers\":%u,\"rate\":",
@@ -165,7 +186,48 @@ int lg_report_json(const char *path, const struct lg_run *run, const struct lg_r
     json_num(f, (double)cfg->warmup_ns / 1e9);
     fputs(",\"drain_s\":", f);
     json_num(f, (double)cfg->drain_ns / 1e9);
-    fprintf(f, ",\"threads\":%u},\n", cfg->threads);
+    fprintf(f, ",\"threads\":%u", cfg->threads);
+    if (cfg->rooms_listed && cfg->room_names) {
+        fputs(",\"room_names\":[", f);
+        for (unsigned r = 0; r < cfg->nrooms; r++) {
+            if (r)
+                fputc(',', f);
+            json_str(f, cfg->room_names[r]);
+        }
+        fputc(']', f);
+    }
+    fputs("},\n", f);
+}
+
+int lg_report_json_error(const char *path, const struct lg_config *cfg, const char *error)
+{
+    FILE *f = fopen(path, "w");
+    if (!f)
+        return -errno;
+    fprintf(f, "{\"tool\":\"ringcast-load\",\"version\":\"%s\",\"ok\":false,\"exit_status\":2,\n",
+            LG_VERSION);
+    fputs(" \"interrupted\":false,\"error\":", f);
+    json_str(f, error[0] ? error : "setup failed");
+    fputs(",\n", f);
+    json_scenario(f, cfg);
+    fputs(" \"gates\":[]}\n", f);
+    return fclose(f) ? -errno : 0;
+}
+
+int lg_report_json(const char *path, const struct lg_run *run, const struct lg_result *res)
+{
+    const struct lg_config *cfg = &run->cfg;
+    const struct lg_stats *s = &res->st;
+    FILE *f = fopen(path, "w");
+    if (!f)
+        return -errno;
+    fprintf(f, "{\"tool\":\"ringcast-load\",\"version\":\"%s\",\"ok\":%s,\n", LG_VERSION,
+            res->ok ? "true" : "false");
+    fprintf(f, " \"interrupted\":%s,\"signal\":%d,\"measured_s\":",
+            res->interrupted ? "true" : "false", res->signal);
+    json_num(f, res->measured_s);
+    fputs(",\"error\":null,\n", f);
+    json_scenario(f, cfg);
     fprintf(f,
             " \"connect\":{\"attempted\":%" PRIu64 ",\"established\":%" PRIu64
             ",\"failed\":%" PRIu64 ",\"disconnects\":%" PRIu64 ",\"rate_per_s\":",
@@ -182,9 +244,11 @@ int lg_report_json(const char *path, const struct lg_run *run, const struct lg_r
             " \"deliveries\":{\"expected\":%" PRIu64 ",\"delivered\":%" PRIu64 ",\"lost\":%" PRIu64
             ",\"duplicate\":%" PRIu64 ",\"out_of_order\":%" PRIu64 ",\"corrupt\":%" PRIu64
             ",\"misrouted\":%" PRIu64 ",\"late\":%" PRIu64 ",\"foreign\":%" PRIu64
-            ",\"measured\":%" PRIu64 ",\"per_s\":",
+            ",\"wrong_event\":%" PRIu64 ",\"no_room\":%" PRIu64 ",\"excess\":%" PRIu64
+            ",\"no_seq\":%" PRIu64 ",\"measured\":%" PRIu64 ",\"per_s\":",
             s->expected, s->delivered, res->lost, s->duplicate, s->out_of_order, s->corrupt,
-            s->misrouted, s->late, s->foreign, s->delivered_measured);
+            s->misrouted, s->late, s->foreign, s->wrong_event, s->no_room, res->excess, s->no_seq,
+            s->delivered_measured);
     json_num(f, res->deliveries_per_s);
     fputs("},\n", f);
     fprintf(f,
@@ -198,11 +262,29 @@ int lg_report_json(const char *path, const struct lg_run *run, const struct lg_r
     json_num(f, (double)hist_percentile(&res->lag, 99) / 1e6);
     fputs(",\"max\":", f);
     json_num(f, res->lag.count ? (double)res->lag.max / 1e6 : 0);
-    fprintf(f, "},\"behind_schedule\":%s},\n", res->behind_schedule ? "true" : "false");
+    fprintf(f,
+            "},\"behind_schedule\":%s,\"lagging\":%s,\"unsent\":%" PRIu64 ",\"unanswered\":%" PRIu64
+            ",\"refused_reasons\":{",
+            res->behind_schedule ? "true" : "false", res->lagging ? "true" : "false", res->unsent,
+            res->unanswered);
+    for (unsigned i = 0; i < LG_MAX_REASONS && res->reasons[i].n; i++) {
+        if (i)
+            fputc(',', f);
+        json_str(f, res->reasons[i].code);
+        fprintf(f, ":%" PRIu64, res->reasons[i].n);
+    }
+    fputs("}},\n", f);
+    fputs(" \"stalls\":{\"longest_ms\":", f);
+    json_num(f, res->stall_max_ms);
+    fprintf(f, ",\"count\":%" PRIu64 ",\"threshold_ms\":", res->stalls);
+    json_num(f, (double)cfg->stall_ns / 1e6);
+    fputs("},\n", f);
     fputs(" \"latency_us\":", f);
     json_lat(f, &res->lat);
     fputs(",\n \"latency_corrected_us\":", f);
     json_lat(f, &res->lat_corr);
+    /* Closed loop: intended = send time, so the series is the plain one, not corrected. */
+    fprintf(f, ",\n \"latency_corrected\":%s", cfg->rate > 0 ? "true" : "false");
     fputs(",\n \"loadgen\":{\"cpu_pct\":", f);
     json_num(f, res->cpu_pct);
     fputs(",\"deliveries_per_cpu_s\":", f);
@@ -234,7 +316,9 @@ int lg_report_json(const char *path, const struct lg_run *run, const struct lg_r
         json_num(f, g->limit);
         fputs(",\"value\":", f);
         json_num(f, g->value);
-        fprintf(f, ",\"unit\":\"%s\",\"ok\":%s}", g->unit, g->ok ? "true" : "false");
+        fprintf(f, ",\"unit\":\"%s\",\"ok\":%s,\"note\":", g->unit, g->ok ? "true" : "false");
+        json_str(f, g->note);
+        fputc('}', f);
     }
     fputs("]}\n", f);
     return fclose(f) ? -errno : 0;

@@ -22,6 +22,27 @@ Faulted deliveries are number --start, --start + --every, ... (counting every de
 subscriber from 0). Deliveries to one connection are queued and written by one task per
 connection, so a connection sees events in seq order unless a fault says otherwise.
 
+Adversarial faults (issue 16), each breaking --count deliveries chosen as above unless said:
+
+  swap       a subscriber of room B gets the last event of another room, labelled "room":B
+             with B's seq, instead of B's own event  -> misrouted += 1, lost += 1
+  truncate   the payload is cut to its first 118 bytes and closed ('"}')  -> corrupt += 1
+  rename     the event name is changed                                   -> wrong_event += 1
+  noroom     the "room" key is left out                                  -> no_room += 1
+  noseq      every event goes out without "seq" (--count is ignored)
+
+and publish-level misbehaviour, combinable with any fault:
+
+  --refuse-every N      every Nth publish is answered with an error (--refuse-code) and not
+                        delivered
+  --error-after N       publish number N (from 1) is delivered, then answered with an error
+  --no-ack              publishes are never answered
+  --stall-at N --stall-ms M
+                        the first publisher's Nth publish is held M ms before it is handled
+                        (that connection's later messages wait behind it)
+  --close-publisher-after N
+                        the first publisher's connection is closed after its Nth publish
+
 --close-log FILE appends the close code of every client that leaves (1006: no close frame).
 
 --layout ringcast writes events exactly as ringcast does (the load generator's fast path);
@@ -53,6 +74,9 @@ class Server:
         self.applied = 0
         self.ids = itertools.count(1)
         self.sep = (",", ":") if args.layout == "ringcast" else (", ", ": ")
+        self.publishes = 0
+        self.last_raw = {}  # room -> the last payload published to it
+        self.first_pub = None
 
     def dumps(self, obj):
         return json.dumps(obj, separators=self.sep)
@@ -69,7 +93,15 @@ class Server:
         self.applied += 1
         return True
 
-    def event_text(self, room, event, payload_raw, seq):
+    def event_text(self, room, event, payload_raw, seq, with_room=True):
+        if self.args.fault == "noseq" or not with_room:
+            obj = '{"type":"event","event":%s,' % json.dumps(event)
+            if with_room:
+                obj += '"room":%s,' % json.dumps(room)
+            obj += '"data":%s,"timestamp":"%s"' % (payload_raw, ts())
+            if self.args.fault != "noseq":
+                obj += ',"seq":%d' % seq
+            return obj + "}"
         if self.args.layout == "ringcast":
             return ('{"type":"event","event":%s,"room":%s,"data":%s,"timestamp":"%s","seq":%d}'
                     % (json.dumps(event), json.dumps(room), payload_raw, ts(), seq))
@@ -82,7 +114,13 @@ class Server:
         raw = json.dumps(payload, separators=(",", ":"))
         text = self.event_text(room, event, raw, seq)
         subs = self.rooms.get(room, [])
+        other = [r for r in self.last_raw if r != room]
+        swap_raw = self.last_raw[other[0]] if other else None
+        self.last_raw[room] = raw
         for sub in subs:
+            if self.args.fault == "swap" and swap_raw is None:
+                sub.push(text)  # nothing to swap in yet: not a faulted delivery
+                continue
             if not self.faulted():
                 sub.push(text)
                 continue
@@ -109,6 +147,16 @@ class Server:
                 sub.push(raw[:i] + b"\xff" + raw[i + 1:])
             elif f == "rsv":
                 sub.push(RawFrame(0xC1, text.encode()))  # FIN | RSV1 | text
+            elif f == "swap":
+                sub.push(self.event_text(room, event, swap_raw, seq))
+            elif f == "truncate":
+                sub.push(self.event_text(room, event, raw[:118] + '"}', seq))
+            elif f == "rename":
+                sub.push(self.event_text(room, event + "-renamed", raw, seq))
+            elif f == "noroom":
+                sub.push(self.event_text(room, event, raw, seq, with_room=False))
+            else:  # noseq: every event already lacks seq
+                sub.push(text)
         return seq, len(subs)
 
 
@@ -127,6 +175,7 @@ class Conn:
         self.rooms = set()
         self.queue = asyncio.Queue()
         self.held = None
+        self.publishes = 0
 
     def push(self, text):
         self.queue.put_nowait(text)
@@ -196,10 +245,30 @@ async def handle(server, ws, path=None):
                 resp["event"] = "pong"
                 resp["data"] = {}
             elif event == "publish":
-                seq, n = server.publish(conn, channel, data.get("event", "message"),
-                                        data.get("payload"))
-                resp["data"] = {"status": "published", "channel": channel, "seq": seq,
-                                "subscribers": n}
+                a = server.args
+                server.publishes += 1
+                conn.publishes += 1
+                if server.first_pub is None:
+                    server.first_pub = conn
+                if conn is server.first_pub and conn.publishes == a.stall_at:
+                    await asyncio.sleep(a.stall_ms / 1000.0)
+                if a.refuse_every and server.publishes % a.refuse_every == 0:
+                    resp = {"type": "error", "event": "error",
+                            "data": {"code": a.refuse_code, "message": "refused"}}
+                else:
+                    seq, n = server.publish(conn, channel, data.get("event", "message"),
+                                            data.get("payload"))
+                    resp["data"] = {"status": "published", "channel": channel, "seq": seq,
+                                    "subscribers": n}
+                    if server.publishes == a.error_after:
+                        resp = {"type": "error", "event": "error",
+                                "data": {"code": "INTERNAL", "message": "after delivery"}}
+                if (conn is server.first_pub and a.close_publisher_after
+                        and conn.publishes >= a.close_publisher_after):
+                    await ws.close(1011, "closing the publisher")
+                    break
+                if a.no_ack:
+                    continue
             else:
                 resp = {"type": "error", "event": "error",
                         "data": {"code": "UNKNOWN_REQUEST", "message": "unknown"}}
@@ -229,7 +298,14 @@ async def main():
     ap.add_argument("--port", type=int, default=0)
     ap.add_argument("--fault", default="none",
                     choices=["none", "drop", "duplicate", "reorder", "misroute", "corrupt",
-                             "utf8", "rsv"])
+                             "utf8", "rsv", "swap", "truncate", "rename", "noroom", "noseq"])
+    ap.add_argument("--refuse-every", type=int, default=0)
+    ap.add_argument("--refuse-code", default="RATE_LIMITED")
+    ap.add_argument("--error-after", type=int, default=0)
+    ap.add_argument("--no-ack", action="store_true")
+    ap.add_argument("--stall-at", type=int, default=0)
+    ap.add_argument("--stall-ms", type=int, default=0)
+    ap.add_argument("--close-publisher-after", type=int, default=0)
     ap.add_argument("--count", type=int, default=5)
     ap.add_argument("--start", type=int, default=50)
     ap.add_argument("--every", type=int, default=37)

@@ -46,8 +46,9 @@ def faulty():
     """Factory: faulty(fault='drop', count=5, layout='ringcast') -> port."""
     procs = []
 
-    def start(fault="none", count=5, layout="ringcast", start=50, every=37, close_log=None):
-        extra = ["--close-log", str(close_log)] if close_log else []
+    def start(fault="none", count=5, layout="ringcast", start=50, every=37, close_log=None,
+              extra=()):
+        extra = (["--close-log", str(close_log)] if close_log else []) + [str(e) for e in extra]
         proc, port = start_server([sys.executable, os.path.join(HERE, "faulty_server.py"),
                                    "--port", "0", "--fault", fault, "--count", str(count),
                                    "--layout", layout, "--start", str(start),

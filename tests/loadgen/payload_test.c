@@ -18,14 +18,29 @@ static void test_payload_roundtrip(void)
         CHECK(n > 0);
         if (size >= 80)
             CHECK_EQ(n, size);
-        CHECK_EQ(lg_payload_check(buf, n, &got), LG_PAYLOAD_OK);
+        CHECK_EQ(lg_payload_check(buf, n, size, &got), LG_PAYLOAD_OK);
         CHECK(got.q == pl.q && got.p == pl.p && got.k == pl.k && got.t == pl.t && got.i == pl.i);
         CHECK(json_tokenize(buf, n, toks, ENV_MAX_TOKENS) > 0); /* valid JSON */
     }
     CHECK_EQ(lg_payload_write(buf, 50, &pl, 128), 0); /* does not fit */
     /* Tolerates whitespace a re-serializing server might add. */
     const char *spaced = "{ \"q\": 1, \"p\": 0, \"k\": 1, \"t\": 5, \"i\": 5, \"x\": \"\" }";
-    CHECK(lg_payload_check(spaced, strlen(spaced), &got) != LG_PAYLOAD_MALFORMED);
+    CHECK(lg_payload_check(spaced, strlen(spaced), 0, &got) != LG_PAYLOAD_MALFORMED);
+}
+
+static void test_payload_truncated(void)
+{
+    /* A pad cut short (or lengthened) is corrupt although every byte present matches. */
+    char buf[2048];
+    struct lg_payload pl = {3, 0, 3, 999999999, 999999000}, got;
+    size_t n = lg_payload_write(buf, sizeof(buf), &pl, 1000);
+    CHECK_EQ(n, 1000);
+    CHECK_EQ(lg_payload_check(buf, n, 1000, &got), LG_PAYLOAD_OK);
+    char cut[2048];
+    memcpy(cut, buf, 118);
+    memcpy(cut + 118, "\"}", 2);
+    CHECK_EQ(lg_payload_check(cut, 120, 1000, &got), LG_PAYLOAD_CORRUPT);
+    CHECK_EQ(lg_payload_check(buf, n, 1001, &got), LG_PAYLOAD_CORRUPT);
 }
 
 static void test_payload_every_byte(void)
@@ -38,13 +53,13 @@ static void test_payload_every_byte(void)
     for (size_t i = 0; i < n; i++) {
         char saved = buf[i];
         buf[i] = saved == '7' ? '8' : (saved == 'A' ? 'B' : '7');
-        if (lg_payload_check(buf, n, &got) == LG_PAYLOAD_OK)
+        if (lg_payload_check(buf, n, 128, &got) == LG_PAYLOAD_OK)
             passed++;
         buf[i] = saved;
     }
     CHECK_EQ(passed, 0);
-    CHECK_EQ(lg_payload_check("{\"a\":1}", 7, &got), LG_PAYLOAD_MALFORMED);
-    CHECK_EQ(lg_payload_check("", 0, &got), LG_PAYLOAD_MALFORMED);
+    CHECK_EQ(lg_payload_check("{\"a\":1}", 7, 0, &got), LG_PAYLOAD_MALFORMED);
+    CHECK_EQ(lg_payload_check("", 0, 0, &got), LG_PAYLOAD_MALFORMED);
 }
 
 static void same(const struct lg_msg *a, const struct lg_msg *b)
@@ -114,6 +129,7 @@ int main(void)
 {
     RUN(test_payload_roundtrip);
     RUN(test_payload_every_byte);
+    RUN(test_payload_truncated);
     RUN(test_fast_path_matches_env_msg_parse);
     return unit_report("payload");
 }
