@@ -108,10 +108,10 @@ def test_join_ack_walk_nonreaders(own):
         assert rep is None, f"round {rnd}: sanitizer report:\n{rep}"
         assert serving(e.port) is None, f"round {rnd}: {serving(e.port)}"
         # A client whose reply did not cross the cap (the kernel took enough of its pongs) got
-        # all 16 messages; every other one must be closed cleanly with 4008 (or reset).
-        for i, c in enumerate(clients[:6]):
-            r = read_stream(c, timeout=3.0, stop_at_close=True)
-            if r.end == "timeout" and not r.got_close and len(r.frames) >= 16 and \
+        # all 15 replies; every other one must be closed cleanly with 4008 (or reset).
+        for i, c in enumerate(clients[:4]):
+            r = read_stream(c, timeout=2.0, stop_at_close=True)
+            if r.end == "timeout" and not r.got_close and len(r.frames) >= 15 and \
                     not r.violation and not r.leftover:
                 continue
             check_hostile_closed([r], f"round {rnd} client {i}")
