@@ -30,6 +30,17 @@ ENGINE_ARGS = ["--threads", "2", "--max-queue-bytes", "64k"]
 LONG_ID = "i" * 4096
 
 
+# The warm-up runs only the kinds that do not trip the queue cap (those crash today's engine,
+# and belong to the measured period).
+WARM_KINDS = ["ping_flood_read", "pipeline", "half_close", "vanish", "room_sprayer"]
+
+
+def died(e, when):
+    rep = e.sanitizer_report()
+    return f"engine died {when} (status {e.proc.returncode}):\n" + \
+        (rep if rep else e.stderr()[-4000:])
+
+
 def loadgen_path():
     return os.path.join(build_dir(), "loadgen", "ringcast-load")
 
@@ -211,12 +222,16 @@ class Hostiles:
              "slow_consumer_big"]
 
     def run(self):
+        kinds = os.environ.get("RINGCAST_SOAK_KINDS")  # debugging: a comma-separated subset
+        kinds = kinds.split(",") if kinds else self.KINDS
         while not self.stop.is_set():
-            for kind in self.KINDS:
+            for kind in kinds:
                 if self.stop.is_set():
                     break
                 try:
                     getattr(self, kind)()
+                except ConnectionRefusedError:  # the engine is gone: the test reports it
+                    self.stop.set()
                 except (ConnectionError, socket.timeout, TimeoutError, BrokenPipeError):
                     pass
                 except Exception as exc:  # noqa: BLE001
@@ -246,13 +261,13 @@ def test_soak_hostiles_and_1000_subscribers(own, tmp_path):
     # Warm-up: a short loadgen run and one round of every hostile kind, then the baseline.
     warm = run_loadgen(e.port, 2, str(tmp_path / "warm.json"))
     h0 = Hostiles(e.port, 1)
-    for kind in Hostiles.KINDS:
+    for kind in WARM_KINDS:
         try:
             getattr(h0, kind)()
         except Exception:  # noqa: BLE001
             pass
     warm.communicate(timeout=120)
-    assert e.alive(), f"engine died in the warm-up:\n{e.stderr()[-3000:]}"
+    assert e.alive(), died(e, "in the warm-up")
     time.sleep(3.0)
     base = wait_rss_settle(e, 3.0)
 
@@ -276,8 +291,7 @@ def test_soak_hostiles_and_1000_subscribers(own, tmp_path):
     if lg.poll() is None:
         lg.kill()
     out, err = lg.communicate(timeout=30)
-    assert e.alive(), f"engine died during the soak (status {e.proc.returncode}):\n" \
-                      f"{e.stderr()[-4000:]}"
+    assert e.alive(), died(e, f"during the soak ({sum(h.rounds for h in hs)} hostile rounds)")
     rep = e.sanitizer_report()
     assert rep is None, f"sanitizer report during the soak:\n{rep}"
     assert serving(e.port) is None, serving(e.port)
