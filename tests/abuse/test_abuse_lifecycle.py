@@ -11,6 +11,7 @@ pending upgrades counted towards --max-connections (item 7) and the close wait a
 heartbeat ping trips the slow-consumer close (item 8).
 """
 
+import json
 import os
 import socket
 import time
@@ -249,17 +250,18 @@ def test_half_close_still_gets_replies(own):
                + req_frame("subscribe", {"channel": f"half-{k}"}, f"hs{k}"))
         c.sock.shutdown(socket.SHUT_WR)
         r = read_stream(c, timeout=8.0)
-        texts = [p for p in r.texts()]
-        ids = []
-        for t in texts:
-            import json as _json
-            ids.append(_json.loads(t).get("correlation_id"))
+        ids = [json.loads(t).get("correlation_id") for t in r.texts()]
         if ids != [f"hp{k}", f"hs{k}"] or r.violation or r.end not in ("eof", "reset") \
                 or r.frames_after_close:
             failures.append((k, ids, r))
         c.close()
     assert not failures, f"{len(failures)}/16 half-closed clients lost replies: {failures[:4]}"
-    # An HTTP request that gets a 400, then FIN: the 400 is received.
+    finish(e, "half-close")
+
+
+def test_half_close_still_gets_http_400(own):
+    """6: an HTTP request that gets a 400, immediately followed by FIN: the 400 is received."""
+    e = own(["--threads", "2"])
     bad400 = []
     for k in range(8):
         s = connect(e.port)
@@ -270,7 +272,7 @@ def test_half_close_still_gets_replies(own):
             bad400.append((k, data[:40], how))
         s.close()
     assert not bad400, f"half-closed HTTP clients did not get their 400: {bad400[:4]}"
-    finish(e, "half-close")
+    finish(e, "half-close after an HTTP 400")
 
 
 def test_pending_upgrades_count_towards_max_connections(own):

@@ -105,12 +105,12 @@ def test_subscribe_twice_and_unsubscribe_before_confirmation(own, threads):
         c = Conn.open(e.port)
         c.send(req_frame("subscribe", {"channel": f"tw-{k}"}, "a")
                + req_frame("subscribe", {"channel": f"tw-{k}"}, "b"))
-        got = [describe(m) for m in read_replies(c, 2, timeout=1.5)]
+        got = [describe(m) for m in read_replies(c, 2, timeout=1.0)]
         if got != [("subscribe", "subscribed", "a"), ("subscribe", "subscribed", "b")]:
             twice.append((f"tw-{k}", got))
         c.send(req_frame("subscribe", {"channel": f"su-{k}"}, "c")
                + req_frame("unsubscribe", {"channel": f"su-{k}"}, "d"))
-        got = [describe(m) for m in read_replies(c, 2, timeout=1.5)]
+        got = [describe(m) for m in read_replies(c, 2, timeout=1.0)]
         if got != [("subscribe", "subscribed", "c"), ("unsubscribe", "unsubscribed", "d")]:
             subunsub.append((f"su-{k}", got))
         c.close()
