@@ -20,7 +20,7 @@ import pytest
 
 from abuseutil import (blast, engine_end_problems, kill_engine, read_stream, req_frame, serving,
                        start_own_engine, worker_of)
-from wsraw import Closed, Conn, connect, handshake_request
+from wsraw import Conn, connect
 
 QUEUE_CAP = 65536
 CRASH_ARGS = ["--threads", "2", "--max-queue-bytes", str(QUEUE_CAP), "--rate-limit", "0"]

@@ -15,7 +15,7 @@ import time
 import pytest
 
 from abuseutil import (Peer, blast, engine_end_problems, kill_engine, publish_frame, pump,
-                       read_stream, req_frame, serving, start_own_engine, wait_rss_settle)
+                       read_stream, serving, start_own_engine, wait_rss_settle)
 from wsraw import OP_PING, Conn, build_frame
 
 

@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from abuseutil import (Peer, blast, engine_end_problems, kill_engine, publish_frame, pump,
+from abuseutil import (Peer, engine_end_problems, kill_engine, publish_frame, pump,
                        req_frame, start_own_engine, worker_of)
 from wsraw import OP_TEXT, Conn, build_frame
 
