@@ -204,6 +204,202 @@ def ping_roundtrip(port, timeout=3.0):
     return time.monotonic() - t0
 
 
+
+# ---- hostile clients (issue 9) ------------------------------------------------------------------
+
+
+def req_frame(event, data=None, rid=None, fragments=1):
+    """A masked request frame (or, with fragments > 1, a text frame and fragments-1 continuation
+    frames carrying the same message)."""
+    msg = {"type": "request", "event": event}
+    if data is not None:
+        msg["data"] = data
+    if rid is not None:
+        msg["id"] = rid
+    body = json.dumps(msg, separators=(",", ":")).encode()
+    if fragments <= 1:
+        return build_frame(OP_TEXT, body)
+    step = max(1, -(-len(body) // fragments))
+    parts = [body[i: i + step] for i in range(0, len(body), step)]
+    out = bytearray()
+    for i, part in enumerate(parts):
+        out += build_frame(OP_TEXT if i == 0 else 0x0, part, fin=(i == len(parts) - 1))
+    return bytes(out)
+
+
+def worker_of(conn):
+    """The worker index a connection lives on, from its connection_id ("w1-7")."""
+    cid = conn.hello["data"]["connection_id"]
+    return int(cid[1: cid.index("-")])
+
+
+def blast(sock, data, timeout=5.0):
+    """Writes data without ever reading, giving up (without an error) when the peer stops taking
+    it for `timeout` seconds or resets. Returns the bytes written."""
+    sock.setblocking(False)
+    sent, view = 0, memoryview(data)
+    sel = selectors.DefaultSelector()
+    sel.register(sock, selectors.EVENT_WRITE)
+    try:
+        while sent < len(data):
+            try:
+                sent += sock.send(view[sent: sent + 262144])
+                continue
+            except BlockingIOError:
+                pass
+            except OSError:
+                break
+            if not sel.select(timeout):
+                break
+    finally:
+        sel.close()
+        view.release()
+    return sent
+
+
+class StreamEnd:
+    """How a server byte stream ended: the frames, the close code (None if no close frame),
+    how the TCP side ended ('eof', 'reset', 'timeout'), any framing violation, and bytes left
+    over after the last complete frame (a truncated frame)."""
+
+    def __init__(self):
+        self.frames = []
+        self.close_code = None
+        self.got_close = False
+        self.end = None
+        self.violation = None
+        self.leftover = b""
+        self.frames_after_close = 0
+        self.nbytes = 0
+
+    def texts(self):
+        return [f.payload for f in self.frames if f.opcode in (OP_TEXT, 0x0)]
+
+    def __repr__(self):
+        return (f"StreamEnd(frames={len(self.frames)}, close={self.close_code}, got_close="
+                f"{self.got_close}, end={self.end}, violation={self.violation!r}, leftover="
+                f"{len(self.leftover)}B, after_close={self.frames_after_close}, bytes={self.nbytes})")
+
+
+def read_stream(conn, timeout=10.0, stop_at_close=False):
+    """Reads everything the server sends on conn (a wsraw.Conn whose buffer holds what was
+    already received) until EOF/reset (or, with stop_at_close, the close frame), checking every
+    frame. Returns a StreamEnd."""
+    res = StreamEnd()
+    buf = bytearray(conn.buf)
+    conn.buf = bytearray()
+    sock = conn.sock
+    deadline = time.monotonic() + timeout
+
+    def parse():
+        pos = 0
+        while True:
+            try:
+                f, size = parse_server_frame(buf[pos:])
+            except AssertionError as e:  # ServerViolation
+                res.violation = str(e)
+                del buf[:]
+                return
+            if f is None:
+                break
+            pos += size
+            if res.got_close:
+                res.frames_after_close += 1
+            res.frames.append(f)
+            if f.opcode == OP_CLOSE and not res.got_close:
+                res.got_close = True
+                res.close_code = f.close_code
+        del buf[:pos]
+
+    parse()
+    while res.violation is None and not (stop_at_close and res.got_close):
+        left = deadline - time.monotonic()
+        if left <= 0:
+            res.end = "timeout"
+            break
+        sock.settimeout(left)
+        try:
+            chunk = sock.recv(1 << 20)
+        except socket.timeout:
+            res.end = "timeout"
+            break
+        except (ConnectionResetError, BrokenPipeError):
+            res.end = "reset"
+            break
+        except OSError as e:
+            res.end = f"error {e}"
+            break
+        if not chunk:
+            res.end = "eof"
+            break
+        res.nbytes += len(chunk)
+        buf += chunk
+        parse()
+    res.leftover = bytes(buf)
+    return res
+
+
+def engine_end_problems(e):
+    """Stops the engine (SIGTERM) and returns what went wrong: not alive before the stop,
+    a sanitizer report, a non-zero exit. Leaves e cleaned up."""
+    problems = []
+    try:
+        if not e.alive():
+            problems.append(f"engine died (status {e.proc.returncode}); stderr tail:\n"
+                            f"{e.stderr()[-3000:]}")
+        rc, err = e.stop()
+        rep = e.sanitizer_report()
+        if rep:
+            problems.append(f"sanitizer report:\n{rep}")
+        if rc != 0 and not problems:
+            problems.append(f"exit status {rc} after SIGTERM; stderr tail:\n{err[-3000:]}")
+    finally:
+        e.cleanup()
+    return problems
+
+
+def serving(port, timeout=3.0):
+    """None when a fresh client gets a pong within timeout, else why not."""
+    try:
+        ping_roundtrip(port, timeout)
+        return None
+    except Exception as exc:  # noqa: BLE001 - any failure means "not serving"
+        return f"{type(exc).__name__}: {exc}"
+
+
+def start_own_engine(args, env=None):
+    """An engine with its own flags (and extra environment variables): the caller ends it with
+    engine_end_problems. Raises AssertionError when it does not start."""
+    import os
+    from wsraw import Engine
+    saved = {}
+    for k, v in (env or {}).items():
+        saved[k] = os.environ.get(k)
+        os.environ[k] = v
+    try:
+        e = Engine(args)
+        try:
+            e.start()
+        except RuntimeError as exc:
+            e.cleanup()
+            raise AssertionError(f"engine {' '.join(args)} did not start: {exc}")
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+    return e
+
+
+def kill_engine(e):
+    if e.proc is not None and e.proc.poll() is None:
+        e.proc.kill()
+        e.proc.wait()
+    e.cleanup()
+
+
 __all__ = ["Peer", "open_peers", "pump", "publish_frame", "contiguous", "rst_close", "close_all",
            "wait_rss_settle", "ping_roundtrip", "connect", "handshake_request", "Closed",
-           "close_payload"]
+           "close_payload", "req_frame", "worker_of", "blast", "read_stream", "StreamEnd",
+           "engine_end_problems", "serving", "start_own_engine", "kill_engine"]
