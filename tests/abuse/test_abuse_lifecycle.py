@@ -22,7 +22,8 @@ from abuseutil import (blast, engine_end_problems, kill_engine, read_stream, req
                        start_own_engine, worker_of)
 from wsraw import Conn, connect
 
-QUEUE_CAP = 65536
+# Twice the default max-message-bytes: the smallest queue cap the engine accepts with it.
+QUEUE_CAP = 131072
 CRASH_ARGS = ["--threads", "2", "--max-queue-bytes", str(QUEUE_CAP), "--rate-limit", "0"]
 RCVBUF = 4096
 LONG_ID = "i" * 4096
@@ -92,7 +93,7 @@ def test_subscribe_unsubscribe_long_id_nonreader(own):
 
 def test_join_ack_walk_nonreaders(own):
     """1b: non-reading subscribers wait on a remote room's join ack with their queues near the
-    cap: each writes, in one go, 14 pings with a 4 KB id (~59 KB of pongs queued) and a
+    cap: each writes, in one go, 28 pings with a 4 KB id (~118 KB of pongs queued) and a
     subscribe with a 60 KB id, so that the "subscribed" reply pushed from the ack's walk over
     the room's waiting members crosses the cap (for a local room it crosses it at once)."""
     e = own(CRASH_ARGS)
@@ -101,7 +102,7 @@ def test_join_ack_walk_nonreaders(own):
         assert e.alive(), f"engine died before round {rnd}:\n{e.stderr()[-3000:]}"
         clients = [Conn.open(e.port, rcvbuf=RCVBUF) for _ in range(32)]
         for k, c in enumerate(clients):
-            b = b"".join(req_frame("ping", rid=f"p{j}-{LONG_ID}") for j in range(14))
+            b = b"".join(req_frame("ping", rid=f"p{j}-{LONG_ID}") for j in range(28))
             b += req_frame("subscribe", {"channel": rooms[k % 4]}, f"s{k}-" + "j" * 60000)
             blast(c.sock, b, timeout=1.0)
         time.sleep(0.5)
@@ -111,10 +112,10 @@ def test_join_ack_walk_nonreaders(own):
         assert rep is None, f"round {rnd}: sanitizer report:\n{rep}"
         assert serving(e.port) is None, f"round {rnd}: {serving(e.port)}"
         # A client whose reply did not cross the cap (the kernel took enough of its pongs) got
-        # all 15 replies; every other one must be closed cleanly with 4008 (or reset).
+        # all 29 replies; every other one must be closed cleanly with 4008 (or reset).
         for i, c in enumerate(clients[:4]):
             r = read_stream(c, timeout=2.0, stop_at_close=True)
-            if r.end == "timeout" and not r.got_close and len(r.frames) >= 15 and \
+            if r.end == "timeout" and not r.got_close and len(r.frames) >= 29 and \
                     not r.violation and not r.leftover:
                 continue
             check_hostile_closed([r], f"round {rnd} client {i}")
@@ -139,7 +140,7 @@ def test_fragmented_publish_echo_to_nonreading_publisher(own):
                        "id": "sub"})
         assert r.get("data", {}).get("status") == "subscribed", r
         batch = b"".join(req_frame("publish", {"channel": room, "event": "e", "payload": payload},
-                                   rid=f"pub{j}-" + "k" * 1024, fragments=5) for j in range(8))
+                                   rid=f"pub{j}-" + "k" * 1024, fragments=5) for j in range(24))
         blast(c.sock, batch, timeout=3.0)
         if not e.alive():
             break

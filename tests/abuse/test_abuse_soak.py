@@ -26,7 +26,7 @@ from abuseutil import (blast, engine_end_problems, kill_engine, read_stream, req
 from wsraw import OP_PING, OP_TEXT, Conn, build_frame, build_dir, connect, frame_header
 
 SOAK_S = float(os.environ.get("RINGCAST_SOAK_S", "60"))
-ENGINE_ARGS = ["--threads", "2", "--max-queue-bytes", "64k"]
+ENGINE_ARGS = ["--threads", "2", "--max-queue-bytes", "128k"]
 LONG_ID = "i" * 4096
 
 
@@ -87,7 +87,7 @@ class Hostiles:
         room = self.name("ack")
         cs = [self.fresh(4096) for _ in range(6)]
         for k, c in enumerate(cs):
-            b = b"".join(req_frame("ping", rid=f"p{j}-{LONG_ID}") for j in range(12 + k % 3))
+            b = b"".join(req_frame("ping", rid=f"p{j}-{LONG_ID}") for j in range(26 + k % 3))
             b += req_frame("subscribe", {"channel": room}, "s-" + "j" * 60000)
             blast(c.sock, b, timeout=0.5)
         time.sleep(0.5)
