@@ -395,7 +395,8 @@ void bc_publish(struct conn *c, struct span name, struct span event, struct span
     char *p = m->data + name.len;
     memcpy(p, event.base, event.len);
     memcpy(p + event.len, payload.base, payload.len);
-    memcpy(p + event.len + payload.len, id.base, id.len);
+    if (id.len) /* a publish without an id has a NULL span: memcpy(NULL, 0) is UB */
+        memcpy(p + event.len + payload.len, id.base, id.len);
     post_xmsg(w, home, m);
 }
 
@@ -443,7 +444,8 @@ enum bc_http_res bc_publish_http(struct worker *w, struct span name, struct span
     m->payload_len = (uint32_t)payload.len;
     char *p = m->data + name.len;
     memcpy(p, event.base, event.len);
-    memcpy(p + event.len, payload.base, payload.len);
+    if (payload.len) /* SPAN_NULL (no data) has no bytes to copy */
+        memcpy(p + event.len, payload.base, payload.len);
     post_xmsg(w, home, m);
     return BC_HTTP_SENT;
 }

@@ -389,7 +389,8 @@ def test_metrics_pass_promtool_under_load(start_engine):
     e = api_engine(start_engine)
 
     async def go():
-        subs = [(await connect(e.url))[0] for _ in range(10)]
+        # max_queue=None: the library keeps reading past 32 unread events, so close() is quick
+        subs = [(await connect(e.url, max_queue=None))[0] for _ in range(10)]
         for i, ws in enumerate(subs):
             await request(ws, "subscribe", {"channel": f"m{i % 3}"})
         loop = asyncio.get_running_loop()
