@@ -57,10 +57,10 @@ void metrics_log_status(struct worker *w);
 struct metrics_snap {
     struct metrics m;
     uint64_t websocket, http, handshaking, closing; /* connections by state */
-    uint64_t home_rooms;                          /* rooms this worker is home for */
-    uint64_t room_entries;                        /* rooms in its table (home or local) */
-    uint64_t queued_bytes;                        /* unsent bytes queued to its clients */
-    uint64_t xposted;                             /* cross-worker messages it posted */
+    uint64_t home_rooms;                            /* rooms this worker is home for */
+    uint64_t room_entries;                          /* rooms in its table (home or local) */
+    uint64_t queued_bytes;                          /* unsent bytes queued to its clients */
+    uint64_t xposted;                               /* cross-worker messages it posted */
 };
 /* Fills s from w (on w's thread). */
 void metrics_snap_take(struct worker *w, struct metrics_snap *s);
@@ -71,7 +71,6 @@ int metrics_http_status_code(unsigned i);
 /* Writes the Prometheus text exposition (format 0.0.4) of n workers' snapshots into a
  * malloc'd buffer (*out, *len). Returns false when memory is short. */
 bool metrics_prom_render(const struct metrics_snap *snaps, unsigned n, int64_t uptime_s,
-                         unsigned nconns_all, unsigned max_connections, char **out,
-                         size_t *len);
+                         unsigned nconns_all, unsigned max_connections, char **out, size_t *len);
 
 #endif

@@ -720,8 +720,8 @@ size_t http_write_response(char *out, size_t cap, int status, const char *conten
     return finish(&o);
 }
 
-size_t http_write_head(char *out, size_t cap, int status, const char *content_type,
-                       size_t body_len, bool keep_alive, const char *hname, const char *hvalue)
+size_t http_write_head(char *out, size_t cap, int status, const char *content_type, size_t body_len,
+                       bool keep_alive, const char *hname, const char *hvalue)
 {
     struct out o = {out, cap, 0, false};
 

@@ -105,8 +105,8 @@ size_t http_write_response(char *out, size_t cap, int status, const char *conten
  * 401's WWW-Authenticate, 429's Retry-After), then the blank line; the caller appends the body.
  * Returns bytes written, 0 if cap is too small, status is outside 100-999, or content_type,
  * hname or hvalue hold a control character (or hname a non-token character). */
-size_t http_write_head(char *out, size_t cap, int status, const char *content_type,
-                       size_t body_len, bool keep_alive, const char *hname, const char *hvalue);
+size_t http_write_head(char *out, size_t cap, int status, const char *content_type, size_t body_len,
+                       bool keep_alive, const char *hname, const char *hvalue);
 
 /* Finds key in an application/x-www-form-urlencoded query ("a=1&b=2"): sets *value (raw, still
  * percent-encoded; empty for "key" or "key=") and returns true for the first match. */

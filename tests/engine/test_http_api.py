@@ -210,6 +210,8 @@ def test_503_at_connection_limit(start_engine):
     e = start_engine("--threads", "1", "--max-connections", "1")
 
     async def go():
+        # the harness's readiness probe holds the one pending slot until its FIN is seen
+        await asyncio.sleep(0.3)
         ws, _ = await connect(e.url)
         st, _, d = await asyncio.get_running_loop().run_in_executor(
             None, lambda: call(e.port, "GET", "/health", key=None))
