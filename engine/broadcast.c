@@ -9,6 +9,7 @@
 #include "conn.h"
 #include "dispatch.h"
 #include "frame.h"
+#include "http_api.h"
 #include "log.h"
 #include "proto/envelope.h"
 #include "proto/ws_frame.h"
@@ -394,8 +395,59 @@ void bc_publish(struct conn *c, struct span name, struct span event, struct span
     char *p = m->data + name.len;
     memcpy(p, event.base, event.len);
     memcpy(p + event.len, payload.base, payload.len);
-    memcpy(p + event.len + payload.len, id.base, id.len);
+    if (id.len) /* a publish without an id has a NULL span: memcpy(NULL, 0) is UB */
+        memcpy(p + event.len + payload.len, id.base, id.len);
     post_xmsg(w, home, m);
+}
+
+/* ---- HTTP API publishes ---- */
+
+bool bc_event_fits(struct worker *w, struct span name, struct span event, struct span payload)
+{
+    char esc[CHANNEL_UNESCAPE_CAP + 2];
+    size_t room_esc = name.len * 6;
+    if (EVENT_OVERHEAD + event.len + room_esc + payload.len > w->cfg->max_message_bytes)
+        room_esc = escape_name(name, esc, sizeof(esc)).len;
+    return EVENT_OVERHEAD + event.len + room_esc + payload.len <= w->cfg->max_message_bytes;
+}
+
+enum bc_http_res bc_publish_http(struct worker *w, struct span name, struct span event,
+                                 struct span payload, void *ctx, uint32_t idx, uint64_t *seq,
+                                 uint64_t *subscribers)
+{
+    uint32_t hash = room_hash(name.base, name.len);
+    unsigned home = room_home(hash, w->eng->nworkers);
+    if (home == w->id) {
+        struct room *r;
+        int64_t subs = home_publish(w, name, hash, event, payload, seq, &r);
+        if (r)
+            room_maybe_free(w, r);
+        if (subs < 0)
+            return BC_HTTP_NOMEM;
+        *subscribers = (uint64_t)subs;
+        return BC_HTTP_DONE;
+    }
+    if (!worker_link_open(w, home)) {
+        w->m.overloaded++;
+        return BC_HTTP_OVERLOADED;
+    }
+    struct xmsg *m = xmsg_new(w, XM_PUBLISH, name, event.len + payload.len);
+    if (!m) {
+        w->m.alloc_failures++;
+        return BC_HTTP_NOMEM;
+    }
+    m->http = true;
+    m->ctx = ctx;
+    m->count = idx;
+    m->room_hash = hash;
+    m->event_len = (uint32_t)event.len;
+    m->payload_len = (uint32_t)payload.len;
+    char *p = m->data + name.len;
+    memcpy(p, event.base, event.len);
+    if (payload.len) /* SPAN_NULL (no data) has no bytes to copy */
+        memcpy(p + event.len, payload.base, payload.len);
+    post_xmsg(w, home, m);
+    return BC_HTTP_SENT;
 }
 
 /* ---- cross-worker messages ---- */
@@ -476,6 +528,11 @@ static void on_publish(struct worker *w, struct xmsg *m)
 
 static void on_pub_ack(struct worker *w, struct xmsg *m)
 {
+    if (m->http) {
+        http_api_pub_ack(w, m->ctx, m->count, m->seq, m->subscribers, m->err);
+        free(m);
+        return;
+    }
     struct conn *c = worker_conn_lookup(w, m->slot, m->serial);
     if (c) {
         char esc[CHANNEL_UNESCAPE_CAP + 2];
@@ -507,6 +564,8 @@ void bc_on_xmsg(struct worker *w, struct xmsg *m, int res)
     case XM_JOIN_ACK: on_join_ack(w, m); break;
     case XM_PUBLISH: on_publish(w, m); break;
     case XM_PUB_ACK: on_pub_ack(w, m); break;
+    case XM_STATS:
+    case XM_STATS_ACK: http_api_on_xmsg(w, m); break;
     default: bc_discard_xmsg(m); break;
     }
 }

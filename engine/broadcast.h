@@ -44,6 +44,8 @@ enum xmsg_type {
     XM_JOIN_ACK, /* from the home: the COUNT that asked for an ack has been applied */
     XM_PUBLISH,  /* to the home: publish event/payload to room for connection (slot, serial) */
     XM_PUB_ACK,  /* from the home: the publish got seq and reached subscribers */
+    XM_STATS,    /* HTTP API: fill in this worker's part of a status/metrics/rooms answer */
+    XM_STATS_ACK /* HTTP API: the part, back to the asking worker */
 };
 
 struct xmsg {
@@ -53,6 +55,9 @@ struct xmsg {
     uint8_t to;   /* target worker */
     bool want_ack;
     bool err;            /* the home could not do it (out of memory) */
+    bool http;           /* XM_PUBLISH/XM_PUB_ACK: the reply is an HTTP API answer (ctx), not a
+                          * WebSocket frame; `count` is the channel's index in it */
+    void *ctx;           /* HTTP API: the asking worker's job; only that worker touches it */
     struct frame *reply; /* XM_PUBLISH: the held reply frame (a reference) and its position */
     uint64_t reply_pos;
     uint32_t count;
@@ -75,6 +80,23 @@ void bc_unsubscribe(struct conn *c, struct span name, struct span id);
  * max_message_bytes. */
 void bc_publish(struct conn *c, struct span name, struct span event, struct span payload,
                 struct span id);
+/* ---- HTTP API publishes (http_api.h) ---- */
+
+enum bc_http_res {
+    BC_HTTP_DONE,       /* sequenced here: *seq and *subscribers are the answer */
+    BC_HTTP_SENT,       /* forwarded to the home: its ack calls http_api_pub_ack(ctx, idx) */
+    BC_HTTP_OVERLOADED, /* the home's link is full */
+    BC_HTTP_NOMEM,
+};
+/* True when an event for this room (unescaped name), event (escaped) and payload fits
+ * max_message_bytes, as bc_publish requires. */
+bool bc_event_fits(struct worker *w, struct span name, struct span event, struct span payload);
+/* Publishes one event as bc_publish does (the subscribers get the same envelope), for an HTTP
+ * request: the answer goes to the HTTP job ctx (result idx) instead of a WebSocket reply. */
+enum bc_http_res bc_publish_http(struct worker *w, struct span name, struct span event,
+                                 struct span payload, void *ctx, uint32_t idx, uint64_t *seq,
+                                 uint64_t *subscribers);
+
 /* Removes c from every room (it is closing). */
 void bc_leave_all(struct conn *c);
 

@@ -45,6 +45,12 @@ struct opt {
     bool runtime; /* SIGHUP may change it: every reader looks it up at the moment of use */
 };
 
+/* Options whose values are never logged or shown (logs and /api/status say "(redacted)"). */
+static bool is_secret(const struct opt *o)
+{
+    return strcmp(o->name, "api-key") == 0 || strcmp(o->name, "metrics-key") == 0;
+}
+
 /* A field's place and width in struct rc_config. */
 #define OFF(f) offsetof(struct rc_config, f), sizeof(((struct rc_config *)0)->f)
 
@@ -108,6 +114,16 @@ static const struct opt opts[] = {
     /* The completion queue is 8x this, and the kernel takes at most 65536 CQ entries. */
     {"ring-entries", OPT_UINT, OFF(ring_entries), 64, RC_MAX_RING_ENTRIES, "entries",
      "submission queue entries per worker ring (completion queue: 8x)", false},
+    {"http-idle-timeout-s", OPT_UINT, OFF(http_idle_timeout_s), 1, 3600, "seconds",
+     "HTTP API: close a keep-alive connection idle this long (408 if a request is unfinished)",
+     true},
+    {"api-key", OPT_PATH, OFF(api_key), 0, 0, "key",
+     "HTTP API key for /api/* (X-API-Key or Authorization: Bearer); empty: /api/* answers 401",
+     false},
+    {"api-key-file", OPT_PATH, OFF(api_key_file), 0, 0, "path",
+     "file holding the HTTP API key (first line), read at startup", false},
+    {"metrics-key", OPT_PATH, OFF(metrics_key), 0, 0, "key",
+     "key required by /health and /metrics (empty: open)", false},
     {"log-level", OPT_LEVEL, OFF(log_level), 0, 0, "level", "debug, info, warn or error", true},
     {"log-file", OPT_PATH, OFF(log_file), 0, 0, "path",
      "append the log to this file instead of stderr (SIGHUP reopens it)", false},
@@ -135,6 +151,7 @@ static void set_defaults(struct rc_config *c)
     c->recv_buffers = RC_DEF_RECV_BUFFERS;
     c->recv_buffer_size = RC_DEF_RECV_BUFFER_SIZE;
     c->ring_entries = RC_DEF_RING_ENTRIES;
+    c->http_idle_timeout_s = RC_DEF_HTTP_IDLE_TIMEOUT_S;
     c->log_level = LOG_LVL_INFO;
 }
 
@@ -496,6 +513,31 @@ static int check_combined(struct rc_config *c)
 }
 
 /* Reads every source into c; shared by config_load and config_reload. */
+/* --api-key-file: the key is the file's first line (a trailing CR/LF dropped), so a secret
+ * never has to appear in argv or the environment. An explicit --api-key wins. */
+static int load_key_file(struct rc_config *c)
+{
+    if (!c->api_key_file[0] || c->api_key[0])
+        return 0;
+    FILE *f = fopen(c->api_key_file, "r");
+    if (!f) {
+        cfg_error("cannot open api-key-file %s: %s", c->api_key_file, strerror(errno));
+        return -1;
+    }
+    char line[sizeof(c->api_key) + 2];
+    bool ok = fgets(line, sizeof(line), f) != NULL;
+    fclose(f);
+    size_t n = ok ? strcspn(line, "\r\n") : 0;
+    if (!n || n >= sizeof(c->api_key)) {
+        cfg_error("api-key-file %s: the first line must hold a key of 1 to %zu characters",
+                  c->api_key_file, sizeof(c->api_key) - 1);
+        return -1;
+    }
+    memcpy(c->api_key, line, n);
+    c->api_key[n] = 0;
+    return 0;
+}
+
 static int load_all(struct rc_config *c, int argc, char **argv, const char *file)
 {
     set_defaults(c);
@@ -529,7 +571,7 @@ static int load_all(struct rc_config *c, int argc, char **argv, const char *file
             }
         }
     }
-    if (check_combined(c) != 0)
+    if (check_combined(c) != 0 || load_key_file(c) != 0)
         return -1;
     unsigned cpus = usable_cpus();
     if (c->threads == 0) {
@@ -609,8 +651,8 @@ int config_reload(const struct rc_config *cur, struct rc_config *next)
         if (o->type == OPT_STR || o->type == OPT_PATH) {
             if (strcmp(a, b) == 0)
                 continue;
-            snprintf(was, sizeof(was), "%s", a);
-            snprintf(now, sizeof(now), "%s", b);
+            snprintf(was, sizeof(was), "%s", is_secret(o) ? "(redacted)" : a);
+            snprintf(now, sizeof(now), "%s", is_secret(o) ? "(a new value)" : b);
         } else if (o->type == OPT_LEVEL) {
             if (*(const enum log_level *)a == *(const enum log_level *)b)
                 continue;

@@ -32,6 +32,10 @@ struct rc_config {
     unsigned recv_buffers;     /* provided buffers per worker (power of two) */
     unsigned recv_buffer_size; /* bytes each */
     unsigned ring_entries;
+    unsigned http_idle_timeout_s; /* HTTP API keep-alive: idle (or partial request) limit */
+    char api_key[256];            /* empty: the key-protected HTTP endpoints answer 401 */
+    char api_key_file[256];       /* read into api_key at load (api_key wins if both) */
+    char metrics_key[256];        /* empty: /health and /metrics are open */
     enum log_level log_level;
     char log_file[256];    /* empty: stderr */
     char config_file[256]; /* empty when none */

@@ -14,6 +14,7 @@
 #include "broadcast.h"
 #include "dispatch.h"
 #include "frame.h"
+#include "http_api.h"
 #include "log.h"
 #include "connlog.h"
 #include "listen.h"
@@ -127,6 +128,8 @@ void conn_close(struct conn *c, uint16_t code, const char *reason)
         conn_abort(c);
         return;
     }
+    if (c->state == CONN_HTTP)
+        code = 0, reason = NULL; /* HTTP: flush the replies, then FIN; no WebSocket close */
     c->flags |= CONN_CLOSE_REQ;
     c->close_code = code;
     c->close_reason = reason;
@@ -167,6 +170,8 @@ static void closing(struct conn *c)
     tw_schedule(&c->w->tw, &c->timer, c->w->tick + TICKS(WORKER_CLOSE_WAIT_MS));
 }
 
+static void maybe_finish(struct conn *c);
+
 static void do_close(struct conn *c)
 {
     if (c->flags & CONN_SLOW)
@@ -183,6 +188,8 @@ static void do_close(struct conn *c)
     closing(c);
     if (sendq_empty(c) && (c->flags & CONN_PEER_CLOSED))
         do_abort(c);
+    else if (sendq_empty(c))
+        maybe_finish(c); /* nothing to flush (an idle HTTP connection): FIN now */
 }
 
 void conn_reap(struct worker *w)
@@ -339,7 +346,7 @@ static bool head_complete(struct conn *c, const uint8_t *buf, size_t len)
     return false;
 }
 
-static int handshake(struct conn *c, uint8_t *buf, size_t len)
+static int handshake(struct conn *c, uint8_t *buf, size_t len, size_t *need)
 {
     struct worker *w = c->w;
     struct http_request req;
@@ -354,6 +361,15 @@ static int handshake(struct conn *c, uint8_t *buf, size_t len)
     if (r == HTTP_ERROR) {
         http_error(c, req.status, req.reason);
         return -1;
+    }
+    if (!req.upgrade_websocket && http_route_ws(req.path, NULL) != 0) {
+        /* Not for a WebSocket endpoint: the HTTP API (http_api.h) serves this connection from
+         * now on, starting again with this request. */
+        pending_done(c);
+        c->state = CONN_HTTP;
+        c->flags |= CONN_HTTP_API;
+        c->head_scanned = 0;
+        return http_api_consume(c, buf, len, need);
     }
     int status = http_upgrade_check(&req);
     struct span sid;
@@ -465,7 +481,11 @@ static int consume(struct conn *c, uint8_t *buf, size_t len, size_t *need)
     if (c->flags & (CONN_CLOSE_REQ | CONN_ABORT_REQ))
         return -1; /* marked to close: its input no longer matters */
     if (c->state == CONN_HANDSHAKE)
-        return handshake(c, buf, len);
+        return handshake(c, buf, len, need);
+    if (c->flags & CONN_HTTP_API) /* requests after a close, or after the peer's FIN: dropped */
+        return c->state == CONN_HTTP && !(c->flags & CONN_PEER_CLOSED)
+                   ? http_api_consume(c, buf, len, need)
+                   : -1;
     if (c->flags & CONN_PEER_CLOSED || c->state == CONN_CLOSED)
         return -1;
     if (c->state == CONN_CLOSING && !(c->flags & CONN_CLOSE_SENT))
@@ -545,6 +565,8 @@ void conn_on_recv(struct conn *c, int res, unsigned cqe_flags)
     }
     if (cqe_flags & IORING_CQE_F_BUFFER) {
         unsigned bid = cqe_flags >> IORING_CQE_BUFFER_SHIFT;
+        if (res > 0)
+            w->m.bytes_in += (uint64_t)res;
         if (res > 0 && c->state != CONN_CLOSED)
             on_data(c, worker_buf(w, bid), (size_t)res);
         worker_buf_return(w, bid);
@@ -560,7 +582,7 @@ void conn_on_recv(struct conn *c, int res, unsigned cqe_flags)
                 ; /* the reaper queues the close; maybe_finish ends it once sent */
             else if (sendq_empty(c) || c->state == CONN_HANDSHAKE)
                 conn_abort(c);
-            else if (c->state == CONN_OPEN)
+            else if (c->state == CONN_OPEN || c->state == CONN_HTTP)
                 conn_close(c, 0, NULL); /* flush, no close frame: the peer is not reading */
         } else if (res < 0 && res != -ENOBUFS) {
             if (res != -ECONNRESET)
@@ -619,6 +641,7 @@ void conn_on_timer(struct tw_entry *e, void *arg)
         return;
     }
     case CONN_CLOSING: conn_abort(c); return;
+    case CONN_HTTP: http_api_on_timer(c); return;
     default: return;
     }
 }

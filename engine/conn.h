@@ -38,6 +38,7 @@ enum conn_state {
     CONN_OPEN,          /* WebSocket open */
     CONN_CLOSING,       /* our close frame is queued or sent: waiting for the peer's */
     CONN_CLOSED,        /* socket shut down: waiting for in-flight operations to finish */
+    CONN_HTTP,          /* serving HTTP API requests, keep-alive (http_api.h) */
 };
 
 /* flags */
@@ -55,6 +56,7 @@ enum conn_state {
 #define CONN_REAP        0x800  /* on the worker's reap list */
 #define CONN_SLOW        0x1000 /* slow consumer: the reaper drops the queue before closing */
 #define CONN_PENDING     0x2000 /* holds one of eng->npending (upgrade not finished) */
+#define CONN_HTTP_API    0x4000 /* an HTTP API connection (CONN_HTTP, or closing after it) */
 
 struct growbuf {
     uint8_t *p;
@@ -73,6 +75,8 @@ struct conn {
     uint32_t nsubs;
     uint32_t rl_strikes;      /* rate-limited messages since the bucket was last full */
     uint32_t head_scanned;    /* request head bytes searched for its end so far */
+    uint32_t http_need;       /* HTTP API: bytes of the request (head + body) being read */
+    uint16_t http_jobs;       /* HTTP API: replies waiting for other workers */
     const char *close_reason; /* a string literal */
     uint32_t last_rx_tick;
     uint32_t rl_tokens_milli; /* token bucket, in thousandths of a message */
@@ -104,7 +108,8 @@ void conn_put(struct conn *c);
 
 /* Marks c to close with code and reason (a string literal): input stops now; the reaper
  * leaves its rooms, queues the close frame after everything already queued (after dropping
- * the queue, for a slow consumer) and gives the peer WORKER_CLOSE_WAIT_MS to answer. */
+ * the queue, for a slow consumer) and gives the peer WORKER_CLOSE_WAIT_MS to answer. An HTTP
+ * API connection gets no close frame: what is queued goes out, then our FIN. */
 void conn_close(struct conn *c, uint16_t code, const char *reason);
 /* Marks c to be shut down at once, dropping queued frames; the reaper does it and the struct
  * goes once ops reach zero. */

@@ -43,6 +43,10 @@
 #define RC_DEF_HANDSHAKE_TIMEOUT_S 5
 /* Seconds a graceful shutdown may take to deliver queued events and close handshakes. */
 #define RC_DEF_DRAIN_TIMEOUT_S 5
+/* Seconds an HTTP API keep-alive connection may stay idle, or take to finish a request, before
+ * it is closed (408 when a request is unfinished): a backend publisher reuses a connection
+ * within milliseconds, and a slow-body client holds a slot no longer than this. */
+#define RC_DEF_HTTP_IDLE_TIMEOUT_S 15
 /* Listen backlog per worker socket. */
 #define RC_DEF_BACKLOG 4096
 /* Provided receive buffers per worker, and their size in bytes: 16 MiB of buffer per worker

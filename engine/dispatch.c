@@ -159,11 +159,21 @@ static bool rate_ok(struct conn *c)
     return false;
 }
 
+bool dispatch_rate_ok(struct conn *c)
+{
+    return rate_ok(c);
+}
+
+bool dispatch_rate_persistent(const struct conn *c)
+{
+    return c->rl_strikes > 2 * (uint64_t)c->w->cfg->rate_burst;
+}
+
 bool dispatch_admit(struct conn *c)
 {
     if (rate_ok(c))
         return true;
-    if (c->rl_strikes > 2 * (uint64_t)c->w->cfg->rate_burst) {
+    if (dispatch_rate_persistent(c)) {
         connlog(c, LOG_LVL_INFO, "rate limit exceeded persistently, closing with 1008");
         conn_close(c, WS_CLOSE_POLICY, "rate limit exceeded");
     }

@@ -30,6 +30,11 @@ struct worker;
 /* Takes one token from c's rate-limit bucket (messages and pings alike). False when the
  * message is refused; a refusal that makes the flood persistent also marks c to close 1008. */
 bool dispatch_admit(struct conn *c);
+/* The bucket alone, for the HTTP API (which answers 429 itself): takes one token, false when
+ * there is none. */
+bool dispatch_rate_ok(struct conn *c);
+/* True when c's refusals have become a persistent flood (the rule above): close it. */
+bool dispatch_rate_persistent(const struct conn *c);
 /* Handles one complete text message (payload bytes, valid UTF-8). */
 void dispatch_message(struct conn *c, const char *msg, size_t len);
 

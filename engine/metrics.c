@@ -42,7 +42,7 @@ void metrics_log_status(struct worker *w)
             queued += c->oq->bytes;
         if (c->state == CONN_HANDSHAKE)
             handshaking++;
-        else if (c->state != CONN_OPEN)
+        else if (c->state != CONN_OPEN && c->state != CONN_HTTP)
             closing++;
     }
     const struct metrics *m = &w->m;

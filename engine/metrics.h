@@ -7,6 +7,8 @@
 #ifndef RINGCAST_ENGINE_METRICS_H
 #define RINGCAST_ENGINE_METRICS_H
 
+#include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 struct metrics {
@@ -29,6 +31,12 @@ struct metrics {
     uint64_t alloc_failures;  /* allocations that failed (the client that caused it pays) */
     uint64_t xframes_dropped; /* broadcast frames not posted: the target's link was full */
     uint64_t overloaded;      /* publishes refused: the home's link was full */
+    uint64_t bytes_in;        /* bytes received from clients */
+    uint64_t bytes_out;       /* bytes sent to clients */
+    uint64_t http_requests;   /* HTTP API requests answered (or held for an answer) */
+    uint64_t http_publishes;  /* events published through the HTTP API (one per channel) */
+    /* HTTP API answers by status: index from http_api's status table (metrics_prom.c) */
+    uint64_t http_status[16];
 };
 
 struct worker;
@@ -41,5 +49,28 @@ void metrics_log(const struct metrics *m);
  * the counters so far. Runs on w's own thread (a UD_STATUS message), so it reads w's state
  * without a lock. */
 void metrics_log_status(struct worker *w);
+
+/* ---- the HTTP API's view (http_api.h): gathered per worker, rendered by the asking one ---- */
+
+/* One worker's state at one moment, taken on its own thread (so the numbers agree with each
+ * other) and carried to the asking worker in an XM_STATS_ACK. */
+struct metrics_snap {
+    struct metrics m;
+    uint64_t websocket, http, handshaking, closing; /* connections by state */
+    uint64_t home_rooms;                            /* rooms this worker is home for */
+    uint64_t room_entries;                          /* rooms in its table (home or local) */
+    uint64_t queued_bytes;                          /* unsent bytes queued to its clients */
+    uint64_t xposted;                               /* cross-worker messages it posted */
+};
+/* Fills s from w (on w's thread). */
+void metrics_snap_take(struct worker *w, struct metrics_snap *s);
+/* Index into metrics.http_status for an HTTP status (the last slot: any other). */
+unsigned metrics_http_status_index(int status);
+/* The status of index i (0 for the catch-all). */
+int metrics_http_status_code(unsigned i);
+/* Writes the Prometheus text exposition (format 0.0.4) of n workers' snapshots into a
+ * malloc'd buffer (*out, *len). Returns false when memory is short. */
+bool metrics_prom_render(const struct metrics_snap *snaps, unsigned n, int64_t uptime_s,
+                         unsigned nconns_all, unsigned max_connections, char **out, size_t *len);
 
 #endif

@@ -231,6 +231,20 @@ void sendq_release_held(struct conn *c, uint64_t pos, struct frame *f)
     mark_dirty(c);
 }
 
+bool sendq_release_held_as(struct conn *c, uint64_t pos, struct frame *held, struct frame *f)
+{
+    struct outq *q = c->oq;
+    int64_t i = entry_index(q, pos);
+    if (i < 0 || q->f[i] != (struct frame *)((uintptr_t)held | HELD))
+        return false;
+    q->f[i] = f;
+    q->mem = q->mem - sendq_frame_cost(held) + sendq_frame_cost(f);
+    q->bytes += f->len;
+    frame_release(held);
+    mark_dirty(c);
+    return true;
+}
+
 bool sendq_replace(struct conn *c, uint64_t pos, struct frame *old, struct frame *f)
 {
     struct outq *q = c->oq;
@@ -304,6 +318,7 @@ void sendq_on_complete(struct conn *c, int res)
     }
     size_t left = (size_t)res;
     q->bytes -= left;
+    c->w->m.bytes_out += left;
     while (left > 0 && q->head < q->tail) {
         struct frame *f = q->f[q->head];
         size_t rest = f->len - q->off;

@@ -81,6 +81,11 @@ uint64_t sendq_push_held(struct conn *c, struct frame *f);
 /* Releases the held entry at pos if it is still f (it is gone when the connection was
  * discarded or closed meanwhile); f's length may have changed since it was queued. */
 void sendq_release_held(struct conn *c, uint64_t pos, struct frame *f);
+/* Like sendq_release_held, but the entry leaves as frame f instead of held (a reply whose size
+ * was unknown when its place was taken: an HTTP API answer gathered from every worker). Takes
+ * over f's reference and drops the queue's reference on held. Returns false when the entry is
+ * gone (f is then still the caller's). Never refused for size: the reply was asked for. */
+bool sendq_release_held_as(struct conn *c, uint64_t pos, struct frame *held, struct frame *f);
 /* Replaces the unsent frame at pos with f when pos still holds old and none of its bytes has
  * left (pong coalescing). Returns false, leaving f to the caller, otherwise. */
 bool sendq_replace(struct conn *c, uint64_t pos, struct frame *old, struct frame *f);

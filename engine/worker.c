@@ -15,6 +15,7 @@
 #include "broadcast.h"
 #include "conn.h"
 #include "frame.h"
+#include "http_api.h"
 #include "listen.h"
 #include "log.h"
 #include "sendq.h"
@@ -286,6 +287,7 @@ void worker_free(struct worker *w)
         w->retry = m->next;
         bc_discard_xmsg(m);
     }
+    http_api_free_jobs(w); /* answers whose last part was discarded at shutdown */
     free(w->xin);
     free(w->xout);
     if (w->rooms.buckets)

@@ -111,6 +111,7 @@ struct engine {
 };
 
 struct outq;
+struct http_job;
 
 struct worker {
     struct engine *eng;
@@ -151,7 +152,8 @@ struct worker {
     uint64_t refused_accepts;     /* accepts refused since the last log line */
     int64_t refused_log_ms;
     int64_t xdrop_log_ms;
-    struct outq *oq_pool; /* idle queue blocks kept for reuse */
+    struct http_job *http_jobs; /* HTTP API answers waiting for other workers (http_api.h) */
+    struct outq *oq_pool;       /* idle queue blocks kept for reuse */
     unsigned oq_pool_n;
 
     struct room_table rooms;

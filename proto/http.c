@@ -297,6 +297,10 @@ static const char *req_header(struct http_request *req, struct te_state *te, str
         if (NAME_IS(n, "upgrade"))
             req->upgrade_websocket |= LIST_HAS(v, "websocket");
         break;
+    case 9:
+        if (NAME_IS(n, "x-api-key"))
+            return ONCE(req->api_key, v, "repeated X-API-Key header");
+        break;
     case 10:
         if (NAME_IS(n, "connection")) {
             req->conn_upgrade |= LIST_HAS(v, "upgrade");
@@ -714,6 +718,85 @@ size_t http_write_response(char *out, size_t cap, int status, const char *conten
     if (!bodyless)
         put(&o, body, body_len);
     return finish(&o);
+}
+
+size_t http_write_head(char *out, size_t cap, int status, const char *content_type, size_t body_len,
+                       bool keep_alive, const char *hname, const char *hvalue)
+{
+    struct out o = {out, cap, 0, false};
+
+    if (status < 100 || status > 999)
+        return 0;
+    if (content_type && !all_in(span_from_cstr(content_type), C_VCHAR | C_WS))
+        return 0;
+    if (hname && (!*hname || !all_in(span_from_cstr(hname), C_TCHAR) || !hvalue ||
+                  !all_in(span_from_cstr(hvalue), C_VCHAR | C_WS)))
+        return 0;
+    put_status_line(&o, status);
+    if (content_type) {
+        puts_(&o, "Content-Type: ");
+        puts_(&o, content_type);
+        put(&o, "\r\n", 2);
+    }
+    puts_(&o, "Content-Length: ");
+    put_uint(&o, body_len);
+    put(&o, "\r\n", 2);
+    if (hname) {
+        puts_(&o, hname);
+        put(&o, ": ", 2);
+        puts_(&o, hvalue);
+        put(&o, "\r\n", 2);
+    }
+    puts_(&o, keep_alive ? "Connection: keep-alive\r\n\r\n" : "Connection: close\r\n\r\n");
+    return finish(&o);
+}
+
+bool http_query_get(struct span query, const char *key, struct span *value)
+{
+    size_t klen = strlen(key);
+    const char *p = query.base, *end = query.base + query.len;
+    while (p && p < end) {
+        const char *amp = memchr(p, '&', (size_t)(end - p));
+        const char *pe = amp ? amp : end;
+        const char *eq = memchr(p, '=', (size_t)(pe - p));
+        const char *ke = eq ? eq : pe;
+        if ((size_t)(ke - p) == klen && memcmp(p, key, klen) == 0) {
+            *value = eq ? (struct span){eq + 1, (size_t)(pe - eq - 1)} : (struct span){pe, 0};
+            return true;
+        }
+        p = amp ? amp + 1 : NULL;
+    }
+    return false;
+}
+
+static int hex_value(unsigned char c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    c = (unsigned char)lower(c);
+    return c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
+}
+
+int http_pct_decode(struct span in, char *out, size_t cap, bool plus_is_space)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < in.len; i++) {
+        unsigned char c = (unsigned char)in.base[i];
+        if (c == '%') {
+            int hi = i + 2 < in.len ? hex_value((unsigned char)in.base[i + 1]) : -1;
+            int lo = hi >= 0 ? hex_value((unsigned char)in.base[i + 2]) : -1;
+            if (lo < 0 || (hi == 0 && lo == 0))
+                return -1;
+            c = (unsigned char)(hi << 4 | lo);
+            i += 2;
+        } else if (c == '+' && plus_is_space) {
+            c = ' ';
+        }
+        if (n >= cap)
+            return -1;
+        out[n++] = (char)c;
+    }
+    return (int)n;
 }
 
 /* ---- client side ---------------------------------------------------------------------- */

@@ -36,6 +36,7 @@ struct http_request {
     struct span ws_version;  /* Sec-WebSocket-Version */
     struct span ws_protocol; /* Sec-WebSocket-Protocol (raw list) */
     struct span authorization;
+    struct span api_key; /* X-API-Key */
     struct span content_type;
     int64_t content_length; /* -1 when absent */
     bool conn_upgrade;      /* Connection token list holds "upgrade" (any case) */
@@ -98,6 +99,23 @@ size_t http_write_error(char *out, size_t cap, int status, const char *body);
  * control character. */
 size_t http_write_response(char *out, size_t cap, int status, const char *content_type,
                            const char *body, size_t body_len, bool keep_alive);
+
+/* Writes a response head: status line, Content-Type (NULL: none), Content-Length body_len,
+ * Connection keep-alive or close, and one optional extra header (hname NULL: none; 405's Allow,
+ * 401's WWW-Authenticate, 429's Retry-After), then the blank line; the caller appends the body.
+ * Returns bytes written, 0 if cap is too small, status is outside 100-999, or content_type,
+ * hname or hvalue hold a control character (or hname a non-token character). */
+size_t http_write_head(char *out, size_t cap, int status, const char *content_type, size_t body_len,
+                       bool keep_alive, const char *hname, const char *hvalue);
+
+/* Finds key in an application/x-www-form-urlencoded query ("a=1&b=2"): sets *value (raw, still
+ * percent-encoded; empty for "key" or "key=") and returns true for the first match. */
+bool http_query_get(struct span query, const char *key, struct span *value);
+
+/* Percent-decodes in (a path segment or query value; '+' is a space in a query value when
+ * plus_is_space) into out. Returns the decoded length, or -1 on a bad escape, a decoded NUL,
+ * or when it does not fit cap. */
+int http_pct_decode(struct span in, char *out, size_t cap, bool plus_is_space);
 
 /* The reason phrase for a status ("Bad Request"); "Unknown" for others. */
 const char *http_status_reason(int status);

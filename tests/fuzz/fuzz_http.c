@@ -64,6 +64,7 @@ static void check_request(const char *buf, size_t len, size_t max, int r,
     span_inside(req->ws_version, buf, end, "ws_version");
     span_inside(req->ws_protocol, buf, end, "ws_protocol");
     span_inside(req->authorization, buf, end, "authorization");
+    span_inside(req->api_key, buf, end, "api_key");
     span_inside(req->content_type, buf, end, "content_type");
     if (req->method.len == 0 || req->target.len == 0)
         FAIL("empty method or target");
@@ -242,6 +243,36 @@ static void check_writers(const char *buf, size_t len)
     }
 }
 
+/* The HTTP API's view of a request: query lookups and percent-decoding stay inside their
+ * inputs and outputs, and the head writer's output parses back. */
+static void check_api(const struct http_request *req)
+{
+    static const char *keys[] = {"prefix", "cursor", "limit"};
+    char out[256];
+    for (size_t i = 0; i < 3; i++) {
+        struct span v;
+        if (http_query_get(req->query, keys[i], &v)) {
+            span_inside(v, req->query.base, req->query.base + req->query.len, "query value");
+            int n = http_pct_decode(v, out, sizeof(out), true);
+            if (n > (int)sizeof(out) || (n >= 0 && (size_t)n > v.len))
+                FAIL("pct_decode returned %d for %zu bytes", n, v.len);
+            for (int j = 0; j < n; j++)
+                if (!out[j])
+                    FAIL("pct_decode let a NUL through");
+        }
+    }
+    int n = http_pct_decode(req->path, out, sizeof(out), false);
+    if (n >= 0 && (size_t)n > req->path.len)
+        FAIL("path decoded longer than itself");
+    static char head[512];
+    size_t hn =
+        http_write_head(head, sizeof(head), 200, "application/json",
+                        (size_t)req->content_length > 0 ? 7 : 0, !req->conn_close, "Allow", "GET");
+    struct http_response res;
+    if (!hn || http_response_parse(head, hn, sizeof(head), &res) != (int)hn || res.status != 200)
+        FAIL("API head did not parse back");
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
@@ -252,8 +283,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     int r = http_request_parse(buf, size, FUZZ_MAX_HEAD, &req);
     check_request(buf, size, FUZZ_MAX_HEAD, r, &req);
     int status = r == HTTP_ERROR ? req.status : 0;
-    if (r > 0)
+    if (r > 0) {
         check_handshake(&req);
+        check_api(&req);
+    }
     check_prefixes(buf, size, r, status);
 
     /* A smaller limit: a head that fits is unchanged, one that does not is a 431. */
