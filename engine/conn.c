@@ -326,12 +326,7 @@ static void protocol_close(struct conn *c, enum ws_err err)
 
 /* ---- input ---- */
 
-/* The upgrade request. Returns the bytes of the head, 0 for "need more", -1 when the
- * connection is being refused (input is ignored from here on). */
-/* True when buf holds the blank line that ends a request head (CRLF or bare LF endings, as
- * the parser accepts). Searches only bytes not searched before, so a head that arrives a byte
- * at a time costs linear time, not quadratic. */
-static bool head_complete(struct conn *c, const uint8_t *buf, size_t len)
+bool conn_head_complete(struct conn *c, const uint8_t *buf, size_t len)
 {
     size_t i = c->head_scanned > 2 ? c->head_scanned - 2 : 0;
     for (; i < len; i++) {
@@ -346,6 +341,8 @@ static bool head_complete(struct conn *c, const uint8_t *buf, size_t len)
     return false;
 }
 
+/* The upgrade request. Returns the bytes of the head, 0 for "need more", -1 when the
+ * connection is being refused (input is ignored from here on). */
 static int handshake(struct conn *c, uint8_t *buf, size_t len, size_t *need)
 {
     struct worker *w = c->w;
@@ -353,7 +350,7 @@ static int handshake(struct conn *c, uint8_t *buf, size_t len, size_t *need)
     /* The first bytes are parsed at once (garbage is refused at once); after that the parser
      * runs again only when the head is complete or too long. */
     bool first = c->head_scanned == 0;
-    if (!head_complete(c, buf, len) && !first && len <= HTTP_MAX_HEAD_DEFAULT)
+    if (!conn_head_complete(c, buf, len) && !first && len <= HTTP_MAX_HEAD_DEFAULT)
         return 0;
     int r = http_request_parse((const char *)buf, len, HTTP_MAX_HEAD_DEFAULT, &req);
     if (r == HTTP_NEED_MORE)

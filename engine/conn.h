@@ -124,6 +124,11 @@ void conn_arm_recv(struct conn *c);
 /* A timer wheel entry fired for this connection (handshake, heartbeat or close timeout). */
 void conn_on_timer(struct tw_entry *e, void *arg);
 
+/* True when buf (a request head from its first byte) holds the blank line that ends it (CRLF
+ * or bare LF endings, as proto/http accepts). Searches only bytes not searched before
+ * (c->head_scanned), so a head that arrives a byte at a time costs linear time. */
+bool conn_head_complete(struct conn *c, const uint8_t *buf, size_t len);
+
 /* Writes the connection id ("w0-17") into out (at least 32 bytes); returns its length. */
 int conn_id_format(const struct conn *c, char *out);
 /* Writes "ADDR:PORT" of the peer into out (at least 64 bytes), for log lines. */

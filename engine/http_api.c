@@ -500,22 +500,6 @@ static void handle(struct conn *c, const struct http_request *req, struct span b
 
 /* ---- framing ---- */
 
-/* True when buf holds the blank line that ends a request head; searches only new bytes. */
-static bool head_complete(struct conn *c, const uint8_t *buf, size_t len)
-{
-    size_t i = c->head_scanned > 2 ? c->head_scanned - 2 : 0;
-    for (; i < len; i++) {
-        if (buf[i] != '\n')
-            continue;
-        if (i + 1 < len && buf[i + 1] == '\n')
-            return true;
-        if (i + 2 < len && buf[i + 1] == '\r' && buf[i + 2] == '\n')
-            return true;
-    }
-    c->head_scanned = (uint32_t)len;
-    return false;
-}
-
 /* The connection holds one of max_connections from its first request on: API clients and
  * WebSocket clients share the limit. False (answered 503) when it is reached. */
 static bool take_slot(struct conn *c)
@@ -544,7 +528,7 @@ int http_api_consume(struct conn *c, uint8_t *buf, size_t len, size_t *need)
         return 0;
     }
     bool first = c->head_scanned == 0;
-    if (!c->http_need && !head_complete(c, buf, len) && !first && len <= HTTP_API_MAX_HEAD)
+    if (!c->http_need && !conn_head_complete(c, buf, len) && !first && len <= HTTP_API_MAX_HEAD)
         return 0;
     int r = http_request_parse((const char *)buf, len, HTTP_API_MAX_HEAD, &req);
     if (r == HTTP_NEED_MORE)

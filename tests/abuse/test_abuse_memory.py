@@ -14,28 +14,9 @@ import time
 
 import pytest
 
-from abuseutil import (Peer, blast, engine_end_problems, kill_engine, publish_frame, pump,
-                       read_stream, serving, start_own_engine, wait_rss_settle)
+from abuseutil import (Peer, blast, finish, publish_frame, pump, read_stream, serving,
+                       wait_rss_settle)
 from wsraw import OP_PING, Conn, build_frame
-
-
-@pytest.fixture
-def own():
-    started = []
-
-    def start(args, env=None):
-        e = start_own_engine(args, env)
-        started.append(e)
-        return e
-
-    yield start
-    for e in started:
-        kill_engine(e)
-
-
-def finish(e, what):
-    problems = engine_end_problems(e)
-    assert not problems, f"{what}: " + "\n".join(problems)
 
 
 def spray_rooms(port, prefix, n, per_conn=150):
