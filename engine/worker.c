@@ -396,23 +396,35 @@ static void drain_start(struct worker *w)
     atomic_fetch_add(&w->eng->quiesced, 1);
 }
 
-/* True when every worker has stopped taking requests and every link is empty. */
-static bool links_quiet(struct worker *w)
+/* True when every worker has stopped taking requests and every link is empty; otherwise says
+ * what it still waits for in why (for the progress line). */
+static bool links_quiet(struct worker *w, char *why, size_t cap)
 {
     struct engine *e = w->eng;
-    if (atomic_load(&e->quiesced) < e->nworkers)
+    unsigned q = atomic_load(&e->quiesced);
+    if (q < e->nworkers) {
+        snprintf(why, cap, "%u of %u workers have stopped taking requests", q, e->nworkers);
         return false;
+    }
     for (unsigned i = 0; i < e->nworkers; i++)
-        for (unsigned j = 0; j < e->nworkers; j++)
-            if (i != j && atomic_load(&e->workers[i]->xout[j].posted) !=
-                              atomic_load(&e->workers[j]->xin[i].consumed))
+        for (unsigned j = 0; j < e->nworkers; j++) {
+            if (i == j)
+                continue;
+            uint64_t posted = atomic_load(&e->workers[i]->xout[j].posted);
+            uint64_t consumed = atomic_load(&e->workers[j]->xin[i].consumed);
+            if (posted != consumed) {
+                snprintf(why, cap, "link w%u->w%u has %llu messages in flight", i, j,
+                         (unsigned long long)(posted - consumed));
                 return false;
+            }
+        }
     return true;
 }
 
 static void drain_step(struct worker *w)
 {
-    if (!w->closing_all && links_quiet(w)) {
+    char why[96] = "";
+    if (!w->closing_all && links_quiet(w, why, sizeof(why))) {
         w->closing_all = true;
         /* Already-queued events go first: the close frame is queued behind them. */
         for (unsigned i = 0; i < w->nslots; i++) {
@@ -422,14 +434,18 @@ static void drain_step(struct worker *w)
         }
         conn_reap(w);
     }
-    if (w->mono_ms - w->drain_log_ms >= 1000 && w->nconns) {
+    if (w->mono_ms - w->drain_log_ms >= 1000 && (w->nconns || !w->closing_all)) {
         uint64_t bytes = 0;
         for (unsigned i = 0; i < w->nslots; i++)
             if (w->slots[i] && w->slots[i]->oq)
                 bytes += w->slots[i]->oq->bytes;
-        log_info("draining: %u connections still closing, %llu bytes queued%s", w->nconns,
-                 (unsigned long long)bytes,
-                 w->closing_all ? "" : ", waiting for other workers' events in flight");
+        if (w->closing_all)
+            log_info("draining: %u connections still closing, %llu bytes queued", w->nconns,
+                     (unsigned long long)bytes);
+        else
+            log_info("draining: %u connections, %llu bytes queued; waiting for other workers' "
+                     "events in flight (%s)",
+                     w->nconns, (unsigned long long)bytes, why);
         w->drain_log_ms = w->mono_ms;
     }
 }
