@@ -41,6 +41,11 @@ enum auth_mode auth_mode(void)
     return mode;
 }
 
+bool auth_has_key(void)
+{
+    return hmac_key_len || pubkey;
+}
+
 /* ---- keys ---- */
 
 static int load_secret(const char *path)

@@ -53,6 +53,9 @@ int auth_init(const struct rc_config *cfg);
 void auth_shutdown(void);
 /* The configured mode. */
 enum auth_mode auth_mode(void);
+/* True when a key to verify tokens with is loaded (whatever the mode): the HTTP API then takes a
+ * JWT with a publish claim in place of its API key. */
+bool auth_has_key(void);
 
 /* Verifies token at now_ms (wall clock). On success returns NULL and sets *grant (the caller
  * owns it); otherwise returns why, one line of plain text (a static string) that names no part

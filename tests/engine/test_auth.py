@@ -402,3 +402,39 @@ def test_debug_log_redacts_token_in_url(start_engine, secret_file):
     log = e.stderr()
     assert "/ws?a=1&token=[redacted]&b=2 as carol" in log, log[-2000:]
     assert tok not in log and tok.split(".")[2] not in log
+
+
+# ---- the HTTP API with a backend's JWT ----
+
+def api_post(port, path, body, auth):
+    data = json.dumps(body).encode()
+    req = (f"POST {path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+           f"Authorization: Bearer {auth}\r\nContent-Length: {len(data)}\r\n"
+           f"Connection: close\r\n\r\n").encode() + data
+    status, headers, raw = http_exchange(port, req)
+    return status, raw.split(b"\r\n\r\n", 1)[1] if b"\r\n\r\n" in raw else b""
+
+
+def test_http_api_jwt_publish_claim(start_engine, secret_file):
+    e = start_engine("--threads", "2", "--auth", "required", "--jwt-secret-file", secret_file,
+                     "--api-key", "static-key-for-admins")
+    backend = make_token(claims(sub="backend", channels=[], publish=["a:*"]))
+    status, body = api_post(e.port, "/api/publish", {"channel": "a:1", "data": 1}, backend)
+    assert status == 200, body
+    status, body = api_post(e.port, "/api/publish", {"channel": "b:1", "data": 1}, backend)
+    assert status == 403 and b"FORBIDDEN" in body, body
+    # one forbidden channel refuses the whole broadcast
+    status, body = api_post(e.port, "/api/broadcast", {"channels": ["a:1", "b:1"], "data": 1},
+                            backend)
+    assert status == 403 and b"FORBIDDEN" in body, body
+    # a JWT is for publishing only, and a bad one is 401 with its reason
+    status, _, raw = http_exchange(e.port, (f"GET /api/status HTTP/1.1\r\nHost: x\r\n"
+                                            f"Authorization: Bearer {backend}\r\n"
+                                            f"Connection: close\r\n\r\n").encode())
+    assert status == 401
+    status, body = api_post(e.port, "/api/publish", {"channel": "a:1"},
+                            make_token(claims(ttl=-100, publish=["a:*"])))  # past the 30 s leeway
+    assert status == 401 and b"token expired" in body, body
+    # the static key still has full rights
+    status, body = api_post(e.port, "/api/publish", {"channel": "b:1"}, "static-key-for-admins")
+    assert status == 200, body
