@@ -438,3 +438,12 @@ def test_http_api_jwt_publish_claim(start_engine, secret_file):
     # the static key still has full rights
     status, body = api_post(e.port, "/api/publish", {"channel": "b:1"}, "static-key-for-admins")
     assert status == 200, body
+
+
+def test_security_md_example_is_the_tested_code():
+    """docs/security.md shows issue(): it must be the code test_issue_token_example runs."""
+    doc = open(os.path.join(REPO, "docs", "security.md")).read()
+    src = open(os.path.join(REPO, "docs", "examples", "issue_token.py")).read()
+    block = doc.split("```python\n", 1)[1].split("```", 1)[0]
+    fn = block[block.index("def b64url"):].strip()
+    assert fn.split("def issue")[1] in src and "def b64url(data: bytes) -> str:" in src

@@ -144,3 +144,23 @@ def test_per_ip_table_bound_option(start_engine):
         assert upgrade(e.port)[0] == 429
     finally:
         s.close()
+
+
+def test_edge_refusals_in_metrics(start_engine):
+    e = start_engine("--threads", "1", "--allowed-origins", "https://ok.test",
+                     "--max-connections-per-ip", "100")
+    assert upgrade(e.port, ["Origin: https://bad.test"])[0] == 403
+    _, _, raw = http_exchange(e.port, b"GET /metrics HTTP/1.1\r\nHost: x\r\n"
+                              b"Connection: close\r\n\r\n", timeout=3)
+    s = socket.create_connection(("127.0.0.1", e.port), timeout=3)
+    s.sendall(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+    data = b""
+    while True:
+        chunk = s.recv(65536)
+        if not chunk:
+            break
+        data += chunk
+    s.close()
+    text = data.decode()
+    assert 'ringcast_edge_refusals_total{reason="origin"} 1' in text
+    assert "ringcast_per_ip_entries 1" in text
