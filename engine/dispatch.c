@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "auth.h"
 #include "broadcast.h"
 #include "conn.h"
 #include "connlog.h"
@@ -205,6 +206,19 @@ static bool channel_get(struct conn *c, const struct env_request *req, struct sp
     return true;
 }
 
+/* The connection's token (auth.h) must allow the channel; answers FORBIDDEN itself, and the
+ * connection stays open. */
+static bool permitted(struct conn *c, struct span ch, bool publish, struct span id)
+{
+    if (auth_grant_allows(c->grant, ch, publish))
+        return true;
+    error(c, "FORBIDDEN",
+          publish ? "your token does not allow publishing to this channel"
+                  : "your token does not allow subscribing to this channel",
+          id);
+    return false;
+}
+
 /* A message too complex for the worker's ENV_MAX_TOKENS (a publish whose payload is a long
  * array) is parsed again with enough tokens for any text of its length (env_max_tokens, about
  * 10 bytes of tokens per byte of message, freed at once): no valid message within
@@ -226,6 +240,12 @@ void dispatch_message(struct conn *c, const char *msg, size_t len)
     struct worker *w = c->w;
     struct env_request req;
     w->m.messages_in++;
+    /* The timer closes an expired connection on time; this catches the messages that arrive
+     * in the same tick. */
+    if (auth_grant_expired(c->grant, w->now_ms)) {
+        conn_close(c, 4001, "token expired");
+        return;
+    }
     enum env_err err = env_request_parse(msg, len, w->toks, ENV_MAX_TOKENS, &req);
     if (err == ENV_ERR_TOO_COMPLEX && len > ENV_MAX_TOKENS)
         err = parse_big(msg, len, &req);
@@ -249,7 +269,7 @@ void dispatch_message(struct conn *c, const char *msg, size_t len)
     switch (req.type) {
     case ENV_PING: sendq_push(c, reply_pong(w)); return;
     case ENV_SUBSCRIBE:
-        if (channel_get(c, &req, &ch)) {
+        if (channel_get(c, &req, &ch) && permitted(c, ch, false, req.id)) {
             conn_debug(c, "subscribe %.*s", (int)ch.len, ch.base);
             bc_subscribe(c, ch, req.id);
         }
@@ -293,6 +313,8 @@ void dispatch_message(struct conn *c, const char *msg, size_t len)
         return;
     }
     if (!channel_get(c, &req, &ch))
+        return;
+    if ((sub || pub) && !permitted(c, ch, pub, req.id))
         return;
     if (sub) {
         conn_debug(c, "subscribe %.*s", (int)ch.len, ch.base);

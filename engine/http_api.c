@@ -7,7 +7,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
+#include "auth.h"
 #include "broadcast.h"
 #include "conn.h"
 #include "connlog.h"
@@ -274,7 +276,8 @@ void http_api_pub_ack(struct worker *w, void *ctx, uint32_t idx, uint64_t seq, u
 /* POST /api/publish {"channel","event","data"} and POST /api/broadcast {"channels":[..],..}:
  * every channel is checked before any is published, and every remote home's link must have
  * room, so a refused request publishes nothing. */
-static void do_publish(struct conn *c, struct span body, bool multi, bool keep_alive)
+static void do_publish(struct conn *c, struct span body, bool multi, bool keep_alive,
+                       const struct auth_grant *grant)
 {
     struct worker *w = c->w;
     if (!utf8_valid((const uint8_t *)body.base, body.len)) {
@@ -313,6 +316,11 @@ static void do_publish(struct conn *c, struct span body, bool multi, bool keep_a
         struct span name;
         if ((bad = channel_of(w, json, &toks[first + (int)i], &name)))
             break;
+        if (!auth_grant_allows(grant, name, true)) {
+            http_api_error(c, 403, "FORBIDDEN", "the token does not allow publishing to a channel",
+                           keep_alive);
+            goto out;
+        }
         if (!bc_event_fits(w, name, event, payload)) {
             http_api_error(c, 413, "TOO_LARGE", "the event would exceed max-message-bytes",
                            keep_alive);
@@ -430,6 +438,26 @@ static bool authorized(struct conn *c, const char *want, const struct http_reque
     return false;
 }
 
+/* A backend's JWT (auth.h) in place of the API key, on /api/publish and /api/broadcast only:
+ * its publish claim says where it may publish. Returns 1 with *grant (the caller frees it), 0
+ * when the request carries no JWT (the API key rules apply), -1 when a JWT was refused (answered
+ * 401, with why). */
+static int jwt_credential(struct conn *c, const struct http_request *req, bool keep_alive,
+                          struct auth_grant **grant)
+{
+    struct span a = req->authorization;
+    if (!auth_has_key() || !a.base || a.len <= 7 || strncasecmp(a.base, "Bearer ", 7) != 0)
+        return 0;
+    struct span tok = {a.base + 7, a.len - 7};
+    if (!memchr(tok.base, '.', tok.len))
+        return 0; /* an API key, not a JWT */
+    const char *why = auth_verify(tok, c->w->now_ms, grant);
+    if (!why)
+        return 1;
+    http_api_error(c, 401, "UNAUTHORIZED", why, keep_alive);
+    return -1;
+}
+
 static bool is_get(const struct http_request *req)
 {
     return span_eq_lit(req->method, "GET");
@@ -451,8 +479,11 @@ static void handle(struct conn *c, const struct http_request *req, struct span b
                        keep_alive && !persistent);
         return;
     }
-    conn_debug(c, "HTTP %.*s %.*s", (int)req->method.len, req->method.base, (int)req->target.len,
-               req->target.base);
+    if (log_min_level <= LOG_LVL_DEBUG) {
+        char target[512];
+        auth_redact_target(req->target, target, sizeof(target));
+        conn_debug(c, "HTTP %.*s %s", (int)req->method.len, req->method.base, target);
+    }
     bool pub = span_eq_lit(path, "/api/publish"), bcast = span_eq_lit(path, "/api/broadcast");
     bool rooms = span_eq_lit(path, "/api/rooms");
     bool room = !rooms && path.len > 11 && memcmp(path.base, "/api/rooms/", 11) == 0;
@@ -468,18 +499,24 @@ static void handle(struct conn *c, const struct http_request *req, struct span b
     }
     /* /health and /metrics are open unless --metrics-key is set; the rest needs --api-key. */
     const char *key = health_p || metrics ? cfg->metrics_key : cfg->api_key;
-    if ((key[0] || (!health_p && !metrics)) && !authorized(c, key, req, keep_alive))
-        return;
+    struct auth_grant *grant = NULL;
+    if ((key[0] || (!health_p && !metrics)) && !key_ok(key, req)) {
+        int j = (pub || bcast) ? jwt_credential(c, req, keep_alive, &grant) : 0;
+        if (j < 0 || (j == 0 && !authorized(c, key, req, keep_alive)))
+            return;
+    }
     if (health_p) {
         health(c, keep_alive);
         return;
     }
     if (w->draining) {
+        auth_grant_free(grant);
         http_api_error(c, 503, "SHUTTING_DOWN", "the server is shutting down", false);
         return;
     }
     if (pub || bcast) {
-        do_publish(c, body, bcast, keep_alive);
+        do_publish(c, body, bcast, keep_alive, grant);
+        auth_grant_free(grant);
         return;
     }
     if (c->http_jobs >= HTTP_API_MAX_JOBS) {
