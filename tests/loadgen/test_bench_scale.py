@@ -1,0 +1,55 @@
+"""bench/scale smoke tests: the one-command scaling benchmark runs end to end on this machine
+(N = 1, a few seconds) and plans a 16-core host without a 16-core host."""
+import json
+import os
+import subprocess
+
+import pytest
+
+from lg_helpers import BUILD, LOADGEN, REPO
+
+SCALE = os.path.join(REPO, "bench", "scale")
+ENGINE = os.path.join(BUILD, "engine", "ringcast")
+
+
+def scale(*args, timeout=120):
+    env = dict(os.environ, RINGCAST_BUILD=BUILD)
+    return subprocess.run([SCALE, *args], capture_output=True, text=True, timeout=timeout,
+                          env=env, cwd=REPO)
+
+
+def test_quick_run_measures_n1(tmp_path):
+    if not os.path.exists(ENGINE) or not os.path.exists(LOADGEN):
+        pytest.skip("engine or load generator not built")
+    if len(os.sched_getaffinity(0)) < 2:
+        pytest.skip("bench/scale needs 2 CPUs")
+    out = tmp_path / "scale.json"
+    r = scale("--quick", "--shapes", "rooms", "--json", str(out))
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "| rooms | 1,000 | 10 | 1 |" in r.stdout
+    doc = json.loads(out.read_text())
+    assert doc["tool"] == "bench/scale"
+    (row,) = doc["rows"]
+    assert row["n"] == 1 and row["runs"] == 1 and not row["failed"]
+    assert row["deliveries_per_s"] > 0 and row["lost"] == 0
+    assert row["server_cpu_us_per_delivery"] > 0 and row["efficiency"] == 1.0
+
+
+def test_dry_run_plans_a_16_core_host():
+    r = scale("--dry-run", "--cpus", "16", "--subscribers", "1000")
+    assert r.returncode == 0, r.stderr
+    for n, load in ((1, 15), (2, 14), (4, 12), (8, 8)):
+        assert "rooms S=1000 N=%d: %d rooms" % (n, 10 * n) in r.stdout
+        assert "(--threads %d)" % load in r.stdout
+    assert "N=16" not in r.stdout
+
+
+def test_refuses_clearly_what_the_machine_cannot_do():
+    r = scale("--dry-run", "--cpus", "2", "--threads", "1,2", "--subscribers", "1000")
+    assert "skip rooms S=1000 N=2: N=2 needs 3 CPUs" in r.stdout
+    hard = __import__("resource").getrlimit(__import__("resource").RLIMIT_NOFILE)[1]
+    if hard < 200000:
+        r = scale("--dry-run", "--cpus", "16", "--subscribers", "1000000")
+        assert "RLIMIT_NOFILE (hard)" in r.stdout and "--subscribers" in r.stdout
+    r = scale("--cpus", "4")
+    assert r.returncode == 2 and "--dry-run only" in r.stderr
