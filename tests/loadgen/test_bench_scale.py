@@ -26,7 +26,7 @@ def test_quick_run_measures_n1(tmp_path):
     out = tmp_path / "scale.json"
     r = scale("--quick", "--shapes", "rooms", "--json", str(out))
     assert r.returncode == 0, r.stdout + r.stderr
-    assert "| rooms | 1,000 | 10 | 1 |" in r.stdout
+    assert "| rooms | 1,000 | 10 | 1 |" in r.stdout and "load CPU %" in r.stdout
     doc = json.loads(out.read_text())
     assert doc["tool"] == "bench/scale"
     (row,) = doc["rows"]
