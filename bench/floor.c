@@ -13,7 +13,8 @@
  * connection's sends in submission order, which holds while no send has to wait for socket
  * space (ringcast-load checks order, so a violation would show up as out_of_order).
  *
- * usage: floor [--port PORT] [--bind 127.0.0.1]   (prints "floor listening on 127.0.0.1:PORT")
+ * usage: floor [--port PORT] [--bind 127.0.0.1]   (0: any free port; prints "floor listening on
+ *        127.0.0.1:PORT")
  */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -292,6 +293,8 @@ int main(int argc, char **argv)
         perror("floor: bind/listen");
         return 2;
     }
+    socklen_t alen = sizeof(a);
+    getsockname(lfd, (struct sockaddr *)&a, &alen); /* --port 0: the one the kernel chose */
     struct io_uring_params p = {.flags = IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN |
                                          IORING_SETUP_COOP_TASKRUN | IORING_SETUP_SUBMIT_ALL |
                                          IORING_SETUP_CQSIZE,
@@ -302,7 +305,7 @@ int main(int argc, char **argv)
         return 2;
     }
     accept_arm(lfd);
-    fprintf(stderr, "floor listening on 127.0.0.1:%d\n", port);
+    fprintf(stderr, "floor listening on 127.0.0.1:%u\n", ntohs(a.sin_port));
 
     while (!stop) {
         if (io_uring_submit_and_wait(&ring, 1) < 0 && !stop)

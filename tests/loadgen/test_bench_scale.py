@@ -53,3 +53,25 @@ def test_refuses_clearly_what_the_machine_cannot_do():
         assert "RLIMIT_NOFILE (hard)" in r.stdout and "--subscribers" in r.stdout
     r = scale("--cpus", "4")
     assert r.returncode == 2 and "--dry-run only" in r.stderr
+
+
+def test_floor_server_passes_every_check():
+    """bench/floor (the rooms-100 floor) delivers every event intact and in order, so its CPU
+    figure is a floor for correct work, not for a shortcut."""
+    floor = os.path.join(BUILD, "bench", "floor")
+    if not os.path.exists(floor) or not os.path.exists(LOADGEN):
+        pytest.skip("bench/floor or the load generator not built")
+    from lg_helpers import start_server, stop_server
+    proc, port = start_server([floor, "--port", "0"])
+    try:
+        r = subprocess.run([LOADGEN, "--url", "ws://127.0.0.1:%d/ws" % port, "--connections",
+                            "200", "--rooms", "10", "--publishers", "4", "--rate", "400",
+                            "--warmup", "0.5s", "--duration", "1s", "--max-loss", "0", "--json",
+                            "/dev/stdout", "--quiet"], capture_output=True, text=True,
+                           timeout=60)
+    finally:
+        stop_server(proc)
+    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
+    assert proc.returncode == 0
+    doc = json.loads(r.stdout)
+    assert doc["deliveries"]["delivered"] == doc["deliveries"]["expected"] > 0
