@@ -75,3 +75,23 @@ def test_floor_server_passes_every_check():
     assert proc.returncode == 0
     doc = json.loads(r.stdout)
     assert doc["deliveries"]["delivered"] == doc["deliveries"]["expected"] > 0
+
+
+def test_splits_the_load_over_processes_past_the_per_process_cap(tmp_path):
+    """Above the per-process connection cap (here forced to 600, as 19,900 is under the usual
+    20,000 open files), a rooms case runs several ringcast-load processes and sums them; a hot
+    case says why it cannot."""
+    if not os.path.exists(ENGINE) or not os.path.exists(LOADGEN):
+        pytest.skip("engine or load generator not built")
+    if len(os.sched_getaffinity(0)) < 2:
+        pytest.skip("bench/scale needs 2 CPUs")
+    out = tmp_path / "scale.json"
+    r = scale("--quick", "--load-process-conns", "600", "--json", str(out))
+    assert r.returncode == 0, r.stdout + r.stderr
+    doc = json.loads(out.read_text())
+    (row,) = doc["rows"]
+    assert row["shape"] == "rooms" and row["load_processes"] == 2 and len(row["raw"]) == 1
+    assert row["deliveries_per_s"] > 0 and row["lost"] == 0
+    (skip,) = doc["skipped"]
+    assert skip["shape"] == "hot" and "--load-process-conns" in skip["reason"]
+    assert "2 load processes" in r.stdout
