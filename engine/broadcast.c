@@ -258,15 +258,21 @@ void bc_leave_all(struct conn *c)
  * anything (a slow consumer is only marked), so the walk needs no care. */
 static void deliver_local(struct worker *w, struct room *r, struct frame *f)
 {
-    uint32_t n = 0;
-    for (struct member *m = r->members; m; m = m->rnext)
-        n += !m->pend;
+    uint32_t n = r->nactive, sent = 0;
     if (!n)
         return;
     frame_ref(f, n);
-    for (struct member *m = r->members; m; m = m->rnext)
-        if (!m->pend)
+    for (struct member *m = r->members; m && sent < n; m = m->rnext)
+        if (!m->pend) {
             sendq_push(m->conn, f);
+            sent++;
+        }
+    if (sent != n) { /* a broken count: never hand out more references than were taken */
+        log_error("room %.*s: %u active members counted, %u found", (int)r->name_len, r->name,
+                  n, sent);
+        for (; sent < n; sent++)
+            frame_release(f);
+    }
     w->m.deliveries += n;
 }
 

@@ -203,6 +203,7 @@ struct member *room_member_add(struct room *r, struct conn *c)
         r->members->rprev = m;
     r->members = m;
     r->nlocal++;
+    r->nactive++;
     m->cnext = c->subs;
     c->subs = m;
     c->nsubs++;
@@ -219,6 +220,8 @@ bool room_member_hold(struct member *m, uint64_t pos, struct frame *f)
     p->next = NULL;
     p->pos = pos;
     p->f = f;
+    if (!m->pend)
+        m->room->nactive--; /* pending from now until the ack releases it */
     struct pend **pp = &m->pend;
     while (*pp)
         pp = &(*pp)->next;
@@ -228,6 +231,8 @@ bool room_member_hold(struct member *m, uint64_t pos, struct frame *f)
 
 void room_member_release(struct member *m)
 {
+    if (m->pend)
+        m->room->nactive++;
     while (m->pend) {
         struct pend *p = m->pend;
         m->pend = p->next;
@@ -242,6 +247,7 @@ void room_member_del(struct member *m)
     struct room *r = m->room;
     struct conn *c = m->conn;
     room_member_release(m);
+    r->nactive--;
     if (m->rprev)
         m->rprev->rnext = m->rnext;
     else

@@ -68,6 +68,7 @@ struct room {
     /* local side */
     struct member *members;
     uint32_t nlocal;     /* members, pending ones included */
+    uint32_t nactive;    /* members not pending: the ones a publish reaches */
     uint32_t sent_count; /* remote home: the count the home last heard from us */
     uint8_t join;        /* enum room_join */
     bool is_home;
