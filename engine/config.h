@@ -33,6 +33,8 @@ struct rc_config {
     unsigned recv_buffer_size; /* bytes each */
     unsigned ring_entries;
     unsigned http_idle_timeout_s; /* HTTP API keep-alive: idle (or partial request) limit */
+    unsigned history_size;        /* events kept per room (history.h); 0 = none */
+    unsigned history_ttl;         /* seconds an event is kept; 0 = until pushed out */
     char api_key[256];            /* empty: the key-protected HTTP endpoints answer 401 */
     char api_key_file[256];       /* read into api_key at load (api_key wins if both) */
     char metrics_key[256];        /* empty: /health and /metrics are open */

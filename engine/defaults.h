@@ -47,6 +47,11 @@
  * it is closed (408 when a request is unfinished): a backend publisher reuses a connection
  * within milliseconds, and a slow-body client holds a slot no longer than this. */
 #define RC_DEF_HTTP_IDLE_TIMEOUT_S 15
+/* Events a room keeps for resume and polling: a reconnect within a few seconds at a few events
+ * per second loses nothing; worst case history-size x max-rooms events (docs/operations.md). */
+#define RC_DEF_HISTORY_SIZE 100
+/* Seconds an event is kept: 0 = until history-size newer ones push it out. */
+#define RC_DEF_HISTORY_TTL 0
 /* Listen backlog per worker socket. */
 #define RC_DEF_BACKLOG 4096
 /* Provided receive buffers per worker, and their size in bytes: 16 MiB of buffer per worker
