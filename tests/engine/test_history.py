@@ -238,6 +238,12 @@ def test_idle_history_rooms_give_way_under_max_rooms(start_engine):
         assert d["recovered"] is False and d["epoch"] != a["epoch"]
         r = await request(ws, "subscribe", {"channel": "idle-d"})  # nothing idle left
         assert r["type"] == "error" and r["data"]["code"] == "TOO_MANY_ROOMS", r
+        m = await request(ws, "ping")  # flush: the metrics below are read over HTTP
+        import urllib.request
+        text = urllib.request.urlopen(f"http://127.0.0.1:{e.port}/metrics", timeout=5).read()
+        text = text.decode()
+        assert 'ringcast_history_evicted_total{worker="0"} 2' in text, text
+        assert 'ringcast_resumes_unrecovered_total{worker="0"} 1' in text
         await p.close()
         await ws.close()
 
@@ -320,3 +326,90 @@ def test_long_poll_answered_when_an_event_arrives(start_engine, threads):
     st, _, b = poll(e.port, "lp-a", f"since=1&epoch={b['epoch']}&wait=1")
     assert st == 200 and b["events"] == [] and b["recovered"] is True
     assert 0.8 < time.monotonic() - t0 < 3.0
+
+
+def _read_responses(s, n, timeout):
+    """Reads until n HTTP responses (by their status lines) arrived or timeout; returns the
+    count seen."""
+    import socket as _socket
+    buf = b""
+    deadline = time.monotonic() + timeout
+    while buf.count(b"HTTP/1.1 200") < n and time.monotonic() < deadline:
+        s.settimeout(max(0.01, deadline - time.monotonic()))
+        try:
+            chunk = s.recv(1 << 20)
+        except (_socket.timeout, BlockingIOError):
+            break
+        if not chunk:
+            break
+        buf += chunk
+    return buf.count(b"HTTP/1.1 200")
+
+
+def test_parked_long_polls_are_bounded_and_answered_at_drain(start_engine):
+    """1024 long polls wait per worker (HISTORY_POLL_MAX_WAITING); the next is answered at once;
+    an event answers its room's waiters; SIGTERM answers the rest (clean exit)."""
+    import socket as _socket
+    e = start_engine("--threads", "1", "--rate-limit", "0", "--api-key", KEY,
+                     "--max-connections", "100")
+    socks = []
+    for i in range(16):
+        s = _socket.create_connection(("127.0.0.1", e.port))
+        room = "pb-a" if i < 8 else "pb-b"
+        req = (f"GET /api/poll/{room}?since=0&wait=20 HTTP/1.1\r\nHost: x\r\n"
+               f"X-API-Key: {KEY}\r\n\r\n").encode()
+        s.sendall(req * 64)
+        socks.append(s)
+    time.sleep(1.0)
+    t0 = time.monotonic()
+    st, iv, b = poll(e.port, "pb-c", "since=0&wait=20", timeout=5)
+    assert st == 200 and b["events"] == [] and time.monotonic() - t0 < 2.0
+    assert _read_responses(socks[0], 1, 0.2) == 0  # still parked
+
+    async def go():
+        p, _ = await connect(e.url)
+        await pub(p, "pb-a", 1)
+        await p.close()
+
+    run(go())
+    for s in socks[:8]:
+        assert _read_responses(s, 64, 5.0) == 64
+    e.signal()
+    for s in socks[8:]:
+        assert _read_responses(s, 64, 5.0) == 64
+        s.close()
+    for s in socks[:8]:
+        s.close()
+    assert e.wait(10) == 0
+
+
+def test_replay_bounded_by_half_the_queue_and_polls_page(start_engine):
+    """A replay larger than half of max-queue-bytes is refused (recovered:false, nothing sent);
+    a poll answers a page of at most that much and says where it stopped."""
+    e = start_engine("--threads", "2", "--rate-limit", "0", "--api-key", KEY,
+                     "--max-message-bytes", "16384", "--max-queue-bytes", "65536")
+    blob = "x" * 8000
+
+    async def go():
+        p, _ = await connect(e.url)
+        for k in range(1, 11):
+            r = await publish(p, "big", blob)
+            assert r["type"] == "response", r
+        epoch = r["data"]["epoch"]
+        b, _ = await connect(e.url)
+        d = await sub(b, "big", since=0, epoch=epoch)  # ~80 KB > 32 KB
+        assert d["recovered"] is False
+        c, _ = await connect(e.url)
+        d = await sub(c, "big", since=8, epoch=epoch)  # ~16 KB
+        assert d["recovered"] is True
+        assert [m["seq"] for m in await collect_events(c, 2)] == [9, 10]
+        for ws in (p, b, c):
+            await ws.close()
+        return epoch
+
+    epoch = run(go())
+    st, _, b = poll(e.port, "big", f"since=0&epoch={epoch}")
+    n = len(b["events"])
+    assert st == 200 and b["recovered"] is True and 0 < n < 10 and b["seq"] == n
+    st, _, b2 = poll(e.port, "big", f"since={n}&epoch={epoch}")
+    assert b2["events"][0]["seq"] == n + 1 and b2["recovered"] is True
