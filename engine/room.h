@@ -8,9 +8,10 @@
  *
  * One struct room serves both roles on a worker. A room lives while anything needs it: local
  * subscribers, a join waiting for the home's answer, a count the home has yet to hear, or (on
- * the home) subscribers on other workers. An empty room is freed, so a room's seq starts again
- * at 1 when a name is used after nobody was subscribed to it; the count of rooms is bounded by
- * max_rooms (checked when a subscribe would create one).
+ * the home) subscribers on other workers, kept events or waiting polls (history.h). Otherwise it
+ * is freed, so a room's seq starts again at 1 (under a new epoch) when its name is used again;
+ * the count of rooms is bounded by max_rooms (checked when a subscribe, or a publish that keeps
+ * history, would create one; rooms kept only by history give way first).
  *
  * The hash is SipHash-1-3 under a key drawn at startup (as Redis keys its dict): names cannot
  * be chosen to fill one bucket or one worker.
