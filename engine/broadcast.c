@@ -2,6 +2,7 @@
 #include "broadcast.h"
 
 #include <stdatomic.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -40,10 +41,12 @@ static struct span xmsg_room(const struct xmsg *m)
     return (struct span){m->data, m->room_len};
 }
 
-/* Frame pointers start after the room name, aligned. */
+/* Frame pointers start after the room name, at an address aligned for them (data[] itself
+ * is not: it follows the struct's last field). */
 static size_t frames_off(size_t room_len)
 {
-    return (room_len + 7) & ~(size_t)7;
+    size_t base = offsetof(struct xmsg, data);
+    return ((base + room_len + 7) & ~(size_t)7) - base;
 }
 
 struct xmsg *bc_xmsg_new(struct worker *w, enum xmsg_type type, struct span room, uint32_t nframes,
