@@ -20,13 +20,9 @@ struct metrics {
     uint64_t slow_consumers;   /* closed with 4008 */
     uint64_t heartbeat_closes; /* closed with 4000 */
     uint64_t messages_in;
-    uint64_t publishes;       /* publishes sequenced here (home) */
-    uint64_t deliveries;      /* frames queued to subscribers */
-    uint64_t resumes;         /* subscribes with since, answered here (home) */
-    uint64_t resumes_lost;    /* ... answered "recovered":false */
-    uint64_t replayed;        /* history frames sent to resuming members (home) */
-    uint64_t history_evicted; /* idle rooms freed with their history under max-rooms */
-    uint64_t sends;           /* sendmsg operations submitted */
+    uint64_t publishes;  /* publishes sequenced here (home) */
+    uint64_t deliveries; /* frames queued to subscribers */
+    uint64_t sends;      /* sendmsg operations submitted */
     uint64_t rate_limited;
     uint64_t enobufs;         /* recv re-armed after the buffer ring ran dry */
     uint64_t xmsg_failed;     /* cross-worker messages the kernel refused */
@@ -41,6 +37,12 @@ struct metrics {
     uint64_t http_publishes;  /* events published through the HTTP API (one per channel) */
     /* HTTP API answers by status: index from http_api's status table (metrics_prom.c) */
     uint64_t http_status[16];
+
+    /* Room history (history.h) */
+    uint64_t resumes;         /* subscribes with since, answered here (home) */
+    uint64_t resumes_lost;    /* ... answered "recovered":false */
+    uint64_t replayed;        /* history frames sent to resuming members (home) */
+    uint64_t history_evicted; /* idle rooms freed with their history under max-rooms */
 };
 
 struct worker;
