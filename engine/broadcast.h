@@ -78,9 +78,10 @@ struct xmsg {
     uint64_t since;
     uint64_t token;      /* XM_RESUME: the member's resume token */
     int64_t deadline_ms; /* XM_POLL: answer by then (monotonic); 0: at once */
-    uint32_t nframes;    /* *_ACK: frame references after the room name (xmsg_frames) */
+    uint32_t nframes;    /* *_ACK: frame references after the room name (bc_xmsg_frames) */
     bool recovered;
-    char data[]; /* room (unescaped), event (escaped), payload (raw JSON), id (raw JSON) */
+    /* Aligned: gathered answers (http_stats.c) place structs after the room name. */
+    _Alignas(8) char data[]; /* room (unescaped), event (escaped), payload (raw JSON), id */
 };
 
 /* What a subscribe may ask besides its channel (docs/protocol.md). */
