@@ -118,6 +118,10 @@ static const struct opt opts[] = {
     {"http-idle-timeout-s", OPT_UINT, OFF(http_idle_timeout_s), 1, 3600, "seconds",
      "HTTP API: close a keep-alive connection idle this long (408 if a request is unfinished)",
      true},
+    {"history-size", OPT_UINT, OFF(history_size), 0, 1000000, "events",
+     "events each room keeps for resume and polling (0 = none)", false},
+    {"history-ttl", OPT_UINT, OFF(history_ttl), 0, 31536000, "seconds",
+     "drop kept events older than this (0 = keep until history-size newer ones)", false},
     {"api-key", OPT_PATH, OFF(api_key), 0, 0, "key",
      "HTTP API key for /api/* (X-API-Key or Authorization: Bearer); empty: /api/* answers 401",
      false},
@@ -178,6 +182,8 @@ static void set_defaults(struct rc_config *c)
     c->recv_buffer_size = RC_DEF_RECV_BUFFER_SIZE;
     c->ring_entries = RC_DEF_RING_ENTRIES;
     c->http_idle_timeout_s = RC_DEF_HTTP_IDLE_TIMEOUT_S;
+    c->history_size = RC_DEF_HISTORY_SIZE;
+    c->history_ttl = RC_DEF_HISTORY_TTL;
     c->log_level = LOG_LVL_INFO;
     snprintf(c->auth, sizeof(c->auth), "%s", RC_DEF_AUTH);
     c->jwt_leeway_s = RC_DEF_JWT_LEEWAY_S;

@@ -45,6 +45,8 @@ struct rc_config {
     unsigned max_connections_per_ip; /* 0 = off */
     unsigned max_new_connections_per_ip_per_s; /* 0 = off */
     unsigned per_ip_table_size;                /* entries of the per-IP table */
+    unsigned history_size;                     /* events kept per room (history.h); 0 = none */
+    unsigned history_ttl;                      /* seconds an event is kept; 0 = until pushed out */
     enum log_level log_level;
     char log_file[256];    /* empty: stderr */
     char config_file[256]; /* empty when none */

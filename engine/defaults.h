@@ -54,6 +54,11 @@
 /* Addresses tracked by the per-IP limits: 64 Ki entries (2 MiB) is several times the default
  * max-connections, so the table fills only if that many distinct addresses connect at once. */
 #define RC_DEF_PER_IP_TABLE_SIZE 65536
+/* Events a room keeps for resume and polling: a reconnect within a few seconds at a few events
+ * per second loses nothing; worst case history-size x max-rooms events (docs/operations.md). */
+#define RC_DEF_HISTORY_SIZE 100
+/* Seconds an event is kept: 0 = until history-size newer ones push it out. */
+#define RC_DEF_HISTORY_TTL 0
 /* Listen backlog per worker socket. */
 #define RC_DEF_BACKLOG 4096
 /* Provided receive buffers per worker, and their size in bytes: 16 MiB of buffer per worker

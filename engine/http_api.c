@@ -488,8 +488,9 @@ static void handle(struct conn *c, const struct http_request *req, struct span b
     bool rooms = span_eq_lit(path, "/api/rooms");
     bool room = !rooms && path.len > 11 && memcmp(path.base, "/api/rooms/", 11) == 0;
     bool status = span_eq_lit(path, "/api/status");
+    bool poll = path.len > 10 && memcmp(path.base, "/api/poll/", 10) == 0;
     bool health_p = span_eq_lit(path, "/health"), metrics = span_eq_lit(path, "/metrics");
-    if (!pub && !bcast && !rooms && !room && !status && !health_p && !metrics) {
+    if (!pub && !bcast && !rooms && !room && !status && !health_p && !metrics && !poll) {
         http_api_error(c, 404, "NOT_FOUND", "no such endpoint (see docs/http-api.md)", keep_alive);
         return;
     }
@@ -525,7 +526,9 @@ static void handle(struct conn *c, const struct http_request *req, struct span b
                        "too many answers waiting on this connection: read them first", keep_alive);
         return;
     }
-    if (room)
+    if (poll)
+        http_poll_start(c, (struct span){path.base + 10, path.len - 10}, req->query, keep_alive);
+    else if (room)
         http_stats_start(c, JOB_ROOM, keep_alive, (struct span){path.base + 11, path.len - 11});
     else
         http_stats_start(c,

@@ -193,6 +193,14 @@ bool metrics_prom_render(const struct metrics_snap *snaps, unsigned n, int64_t u
     FAMILY("ringcast_http_publishes_total", "counter",
            "Events published through the HTTP API (one per channel).", m.http_publishes);
     FAMILY("ringcast_deliveries_total", "counter", "Events queued to subscribers.", m.deliveries);
+    FAMILY("ringcast_resumes_total", "counter", "Subscribes with since, answered by the home.",
+           m.resumes);
+    FAMILY("ringcast_resumes_unrecovered_total", "counter",
+           "Resumes answered recovered:false (history lost, evicted or expired).", m.resumes_lost);
+    FAMILY("ringcast_replayed_total", "counter", "Kept events replayed to resuming subscribers.",
+           m.replayed);
+    FAMILY("ringcast_history_evicted_total", "counter",
+           "Rooms kept only by history, freed at max-rooms.", m.history_evicted);
     FAMILY("ringcast_rate_limited_total", "counter",
            "Messages and requests refused by the rate limit.", m.rate_limited);
     FAMILY("ringcast_overloaded_total", "counter",

@@ -15,6 +15,7 @@
 #include "broadcast.h"
 #include "conn.h"
 #include "frame.h"
+#include "history.h"
 #include "http_api.h"
 #include "listen.h"
 #include "log.h"
@@ -287,6 +288,7 @@ void worker_free(struct worker *w)
         w->retry = m->next;
         bc_discard_xmsg(m);
     }
+    history_free_waiters(w);
     http_api_free_jobs(w); /* answers whose last part was discarded at shutdown */
     free(w->xin);
     free(w->xout);
@@ -385,6 +387,7 @@ static void drain_start(struct worker *w)
     if (w->draining)
         return;
     w->draining = true;
+    history_drain(w); /* parked long polls are answered now */
     w->drain_deadline_ms = w->mono_ms + (int64_t)w->cfg->drain_timeout_s * 1000;
     w->drain_log_ms = w->mono_ms;
     listen_stop(w);
@@ -466,6 +469,7 @@ static void on_tick(struct worker *w)
 {
     w->tick = (uint64_t)(w->mono_ms - w->start_mono_ms) / WORKER_TICK_MS;
     tw_advance(&w->tw, w->tick, conn_on_timer, w);
+    history_tick(w);
     if (w->draining && w->mono_ms >= w->drain_deadline_ms) {
         if (w->nconns)
             log_warn("drain timeout (%us): aborting %u connections", w->cfg->drain_timeout_s,
