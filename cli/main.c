@@ -301,8 +301,8 @@ static int cmd_sub(const struct opts *o)
             if (fwrite(m.base, 1, m.len, stdout) != m.len || putchar('\n') == EOF ||
                 fflush(stdout) == EOF) {
                 /* The reader went away (jq quit): stop as cleanly as on Ctrl-C. */
-                wsc_close(&c, WS_CLOSE_NORMAL, NULL);
                 rc = errno == EPIPE ? 0 : EXIT_REFUSED;
+                wsc_close(&c, WS_CLOSE_NORMAL, NULL);
                 break;
             }
         } else if (span_eq_lit(msg.type, "response") && span_eq_lit(msg.event, "subscribe")) {

@@ -343,6 +343,10 @@ int wsc_connect(struct wsc *c, const struct wsc_url *u, const char *token, int t
             set_err(c, "no answer to the upgrade from %s within %d ms", u->host_header, timeout_ms);
             return WSC_ERR;
         }
+        if (r == WSC_INTR) {
+            set_err(c, "interrupted while waiting for the upgrade's answer");
+            return WSC_ERR;
+        }
         if (r) {
             if (c->rlen == 0)
                 set_err(c, "%s closed the connection before answering the upgrade", u->host_header);
