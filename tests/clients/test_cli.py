@@ -7,6 +7,7 @@ import hmac
 import json
 import os
 import signal
+import subprocess
 import time
 import urllib.request
 
@@ -153,5 +154,33 @@ def test_token_is_sent_as_bearer(tmp_path):
         p = cli("pub", e.url, "b:1", "e", "1", "--token", tok)
         assert p.returncode == 1 and "publish refused: FORBIDDEN" in p.stderr
         assert sub.stop() == 0
+    finally:
+        e.check_clean_exit()
+
+
+def engine_has_history():
+    from engine_harness import BINARY
+    out = subprocess.run([BINARY, "--help"], capture_output=True, text=True, timeout=10)
+    return "--history-size" in out.stdout + out.stderr
+
+
+def test_since_and_epoch_resume_from_history():
+    if not engine_has_history():
+        pytest.skip("this engine has no room history (--history-size, issue 11)")
+    e = Engine(["--threads", "2", "--history-size", "100"])
+    try:
+        live = Sub(e.url, "wf:1")  # keeps the channel (and its history) alive
+        err = live.wait_stderr("subscribed:")
+        epoch = json.loads(err.split("subscribed: ", 1)[1].splitlines()[0])["epoch"]
+        for i in range(1, 5):
+            assert cli("pub", e.url, "wf:1", "e", i).returncode == 0
+        assert [json.loads(l)["seq"] for l in live.lines(4)] == [1, 2, 3, 4]
+        resumed = Sub(e.url, "wf:1", "--since", 2, "--epoch", epoch)
+        assert '"recovered":true' in resumed.wait_stderr("subscribed:")
+        assert [json.loads(l)["data"] for l in resumed.lines(2)] == [3, 4]
+        stale = Sub(e.url, "wf:1", "--since", 2, "--epoch", "0123456789abcdef")
+        assert '"recovered":false' in stale.wait_stderr("subscribed:")
+        for s in (live, resumed, stale):
+            assert s.stop() == 0
     finally:
         e.check_clean_exit()
