@@ -59,9 +59,23 @@ static void buf_ring_publish(struct worker *w)
     }
 }
 
+/* Frees a message or frame that will never be delivered. */
+static void xdrop(uint64_t ud)
+{
+    if (ud_kind(ud) == UD_XMSG)
+        bc_discard_xmsg(ud_ptr(ud));
+    else
+        frame_release(ud_ptr(ud));
+}
+
 static void post(struct worker *w, unsigned target, uint64_t ud)
 {
     struct xlink_out *o = &w->xout[target];
+    if (atomic_load_explicit(&w->eng->workers[target]->gone, memory_order_acquire)) {
+        /* Exit: the target has torn its ring down; nothing it would do with this matters. */
+        xdrop(ud);
+        return;
+    }
     uint32_t val = (w->id << 24) | (o->seq++ & XLINK_SEQ_MASK);
     struct io_uring_sqe *sqe = worker_sqe(w);
     io_uring_prep_msg_ring(sqe, w->eng->workers[target]->ring_fd, val, ud, 0);
@@ -190,6 +204,10 @@ static void xcheck_lossy(struct worker *w)
  * next iteration, frames are lost; either way every target treats our link as lossy. */
 static void xfailed(struct worker *w, uint64_t ud, int res)
 {
+    if (w->discard) { /* exit's last pass: the target may be gone, nothing is owed to anyone */
+        xdrop(ud);
+        return;
+    }
     w->m.xmsg_failed++;
     log_error("cross-worker message refused by the kernel: %s", strerror(-res));
     for (unsigned t = 0; t < w->eng->nworkers; t++) {
@@ -203,6 +221,8 @@ static void xfailed(struct worker *w, uint64_t ud, int res)
         frame_release(ud_ptr(ud));
         return;
     }
+    /* Posted again next iteration (a new sequence number; the target reads the link in
+     * arrival order from now on). */
     struct xmsg *m = ud_ptr(ud);
     m->next = w->retry;
     w->retry = m;
@@ -577,7 +597,7 @@ static unsigned run_completions(struct worker *w)
     }
     if (w->retry)
         xretry(w);
-    if (w->count_dirty)
+    if (w->count_dirty && !w->discard)
         bc_flush_counts(w);
     if (w->draining && !w->discard)
         drain_step(w);
@@ -675,6 +695,8 @@ static void *worker_main(void *arg)
     settle(w, &eng->drained);
     w->discard = true;
     settle(w, &eng->finished);
+    /* From now on other workers drop what they would post here (worker.c, post). */
+    atomic_store_explicit(&w->gone, true, memory_order_release);
     teardown_ring(w);
     return NULL;
 }

@@ -146,6 +146,7 @@ struct worker {
 
     struct xlink_out *xout;       /* per target worker */
     struct xlink_in *xin;         /* per sending worker */
+    _Atomic bool gone;            /* exit: this worker's ring is torn down, post nothing to it */
     _Atomic uint64_t lost_from;   /* senders that dropped frames for us (window full) */
     _Atomic uint64_t broken_from; /* senders whose MSG_RING failed: a gap in their sequence */
     unsigned rand;                /* rand_r state of the xorder test hook */
