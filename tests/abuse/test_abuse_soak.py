@@ -26,7 +26,9 @@ from abuseutil import (blast, engine_end_problems, read_stream, req_frame, rst_c
 from wsraw import OP_PING, OP_TEXT, Conn, build_frame, build_dir, connect, frame_header
 
 SOAK_S = float(os.environ.get("RINGCAST_SOAK_S", "60"))
-ENGINE_ARGS = ["--threads", "2", "--max-queue-bytes", "128k"]
+# Room history on, with a short retention: a room-name sprayer's rooms keep their events for
+# 3 s (docs/operations.md, room lifetime), then go, so RSS can come back within the wait below.
+ENGINE_ARGS = ["--threads", "2", "--max-queue-bytes", "128k", "--history-ttl", "3"]
 LONG_ID = "i" * 4096
 
 
