@@ -2,6 +2,7 @@
 #include "broadcast.h"
 
 #include <stdatomic.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -9,6 +10,7 @@
 #include "conn.h"
 #include "dispatch.h"
 #include "frame.h"
+#include "history.h"
 #include "http_api.h"
 #include "log.h"
 #include "proto/envelope.h"
@@ -39,11 +41,39 @@ static struct span xmsg_room(const struct xmsg *m)
     return (struct span){m->data, m->room_len};
 }
 
+/* Frame pointers start after the room name, at an address aligned for them (data[] itself
+ * is not: it follows the struct's last field). */
+static size_t frames_off(size_t room_len)
+{
+    size_t base = offsetof(struct xmsg, data);
+    return ((base + room_len + 7) & ~(size_t)7) - base;
+}
+
+struct xmsg *bc_xmsg_new(struct worker *w, enum xmsg_type type, struct span room, uint32_t nframes,
+                         size_t extra)
+{
+    size_t off = frames_off(room.len);
+    struct xmsg *m = xmsg_new(w, type, room, off - room.len + nframes * sizeof(void *) + extra);
+    if (m)
+        m->nframes = nframes;
+    return m;
+}
+
+struct frame **bc_xmsg_frames(struct xmsg *m)
+{
+    return (struct frame **)(void *)(m->data + frames_off(m->room_len));
+}
+
 /* Posts m to worker to (never refused: the caller checked the window where one applies). */
 static void post_xmsg(struct worker *w, unsigned to, struct xmsg *m)
 {
     m->to = (uint8_t)to;
     worker_post(w, to, m, UD_XMSG);
+}
+
+void bc_post(struct worker *w, unsigned to, struct xmsg *m)
+{
+    post_xmsg(w, to, m);
 }
 
 /* The name as JSON string contents, for a reply when no room holds it escaped. */
@@ -68,13 +98,74 @@ static void reply_oom(struct conn *c, struct span id)
 
 /* ---- room lifetime ---- */
 
-/* Frees r if nothing needs it any more (room.h). */
+/* Frees r if nothing needs it any more (room.h); a home room with history waits on the idle
+ * list instead (history.h). */
+void bc_room_release(struct worker *w, struct room *r)
+{
+    if (r->nlocal || r->delivering || r->count_dirty || r->has_waiters)
+        return;
+    if (!r->is_home) {
+        if (r->join != ROOM_JOIN_PENDING && r->sent_count == 0)
+            room_remove(&w->rooms, r);
+        return;
+    }
+    if (r->remote)
+        return;
+    history_prune(w, r);
+    if (!history_has(r))
+        room_remove(&w->rooms, r);
+    else if (!r->idle)
+        room_idle_push(&w->rooms, r, w->mono_ms);
+}
+
 static void room_maybe_free(struct worker *w, struct room *r)
 {
-    if (r->nlocal || r->delivering || r->count_dirty)
-        return;
-    if (r->is_home ? r->remote == 0 : (r->join != ROOM_JOIN_PENDING && r->sent_count == 0))
-        room_remove(&w->rooms, r);
+    bc_room_release(w, r);
+}
+
+/* The reply to a subscribe: the room's epoch (as far as this worker knows it), and whether
+ * the resume it asked for worked (recovered < 0: it asked none). */
+static void write_subscribed(struct worker *w, struct frame *f, struct span channel_esc,
+                             uint64_t epoch, int recovered, struct span id)
+{
+    char ep[HISTORY_EPOCH_HEX];
+    history_epoch_format(epoch, ep);
+    struct jw jw;
+    frame_writer(f, &jw);
+    env_write_response_begin(&jw, SPAN_LIT("subscribe"));
+    jw_lit(&jw, "{\"status\":\"subscribed\",\"channel\":\"");
+    jw_span(&jw, channel_esc);
+    jw_lit(&jw, "\",\"epoch\":\"");
+    jw_raw(&jw, ep, sizeof(ep));
+    jw_lit(&jw, "\"");
+    if (recovered > 0)
+        jw_lit(&jw, ",\"recovered\":true");
+    else if (recovered == 0)
+        jw_lit(&jw, ",\"recovered\":false");
+    jw_lit(&jw, "}");
+    env_write_end(&jw, id, w->now_ms);
+    frame_finish(f, WS_OP_TEXT, jw.len);
+}
+
+static struct frame *reply_subscribed(struct worker *w, struct room *r, int recovered,
+                                      struct span id)
+{
+    /* 512 covers the envelope, the epoch and the flags; held replies are written again in
+     * the same frame once the home answers. */
+    struct frame *f = frame_alloc(512 + r->esc_len + id.len, 0);
+    if (f)
+        write_subscribed(w, f, room_name_escaped(r), r->epoch, recovered, id);
+    return f;
+}
+
+/* Lets mb's held replies go, written again with the home's answer: epoch, and for those
+ * that asked to resume, recovered. */
+static void release_member(struct worker *w, struct member *mb, uint64_t epoch, bool recovered)
+{
+    for (struct pend *p = mb->pend; p; p = p->next)
+        write_subscribed(w, p->f, room_name_escaped(mb->room), epoch, p->since ? recovered : -1,
+                         (struct span){p->id, p->id_len});
+    room_member_release(mb);
 }
 
 /* The home must hear r's new local count: once per room per iteration (bc_flush_counts). */
@@ -116,8 +207,12 @@ void bc_flush_counts(struct worker *w)
 
 /* ---- subscribe / unsubscribe ---- */
 
-/* Queues reply on c held until m's join is acked. False when c refused it (closing). */
-static bool hold_reply(struct conn *c, struct member *m, struct frame *reply)
+static void after_leave(struct worker *w, struct room *r);
+
+/* Queues reply on c held until m's join (or resume) is acked. False when c refused it
+ * (closing). */
+static bool hold_reply(struct conn *c, struct member *m, struct frame *reply, struct span id,
+                       bool since)
 {
     frame_ref(reply, 1); /* the pending list's */
     uint64_t pos = sendq_push_held(c, reply);
@@ -125,13 +220,44 @@ static bool hold_reply(struct conn *c, struct member *m, struct frame *reply)
         frame_release(reply);
         return false;
     }
-    if (!room_member_hold(m, pos, reply)) /* no memory to wait: let it go now */
+    if (!room_member_hold(m, pos, reply, id, since)) /* no memory to wait: let it go now */
         sendq_release_held(c, pos, reply);
     return true;
 }
 
-void bc_subscribe(struct conn *c, struct span name, struct span id)
+/* On the home: answers a new member m of r and queues the replay it asked for, all before any
+ * live event can reach it (this is one call on the only thread that sequences r). */
+static void subscribe_home(struct conn *c, struct room *r, struct frame *reply,
+                           const struct bc_sub_opts *o, struct span id)
 {
+    struct worker *w = c->w;
+    uint32_t first = 0, n = 0;
+    uint64_t last = 0;
+    int rec = -1;
+    if (o->has_since) {
+        bool ok = history_since(w, r, o->has_epoch, o->epoch, o->since, w->cfg->max_queue_bytes / 2,
+                                &first, &n, &last);
+        rec = ok && last == r->seq; /* all of it, or the client resyncs */
+        if (!rec)
+            n = 0;
+        w->m.resumes++;
+        w->m.resumes_lost += !rec;
+    }
+    write_subscribed(w, reply, room_name_escaped(r), r->epoch, rec, id);
+    sendq_push(c, reply);
+    for (uint32_t i = 0; i < n; i++) {
+        struct frame *f = history_at(r, first + i)->f;
+        frame_ref(f, 1);
+        sendq_push(c, f);
+    }
+    w->m.replayed += n;
+}
+
+void bc_subscribe(struct conn *c, struct span name, struct span id, const struct bc_sub_opts *o)
+{
+    static const struct bc_sub_opts none;
+    if (!o)
+        o = &none;
     struct worker *w = c->w;
     uint32_t hash = room_hash(name.base, name.len);
     unsigned home = room_home(hash, w->eng->nworkers);
@@ -139,12 +265,14 @@ void bc_subscribe(struct conn *c, struct span name, struct span id)
     struct room *r = room_find(&w->rooms, hash, name.base, name.len);
     struct member *m = r ? room_member_of(c, r) : NULL;
     if (m) {
-        /* Already in: answered as if new (idempotent); while the join is pending, this
-         * answer too waits for the ack, behind the first. */
-        struct frame *reply =
-            dispatch_reply_channel(w, "subscribe", "subscribed", room_name_escaped(r), id);
-        if (m->pend && reply)
-            hold_reply(c, m, reply);
+        /* Already in: answered as if new (idempotent), without a replay (it has been
+         * receiving since it joined; a resume it asked for is "recovered":false unless it
+         * rides on a resume still pending); while the join is pending, this answer too waits
+         * for the ack, behind the first. */
+        struct frame *reply = reply_subscribed(w, r, o->has_since ? 0 : -1, id);
+        m->presence |= o->presence;
+        if ((m->pend || m->resume) && reply)
+            hold_reply(c, m, reply, id, o->has_since);
         else
             sendq_push(c, reply);
         return;
@@ -156,8 +284,14 @@ void bc_subscribe(struct conn *c, struct span name, struct span id)
         reply_error(c, "TOO_MANY_SUBSCRIPTIONS", msg, id);
         return;
     }
+    /* A resume always asks the home, even when the room is joined already. */
+    if (!is_home && r && o->has_since && !worker_link_open(w, home)) {
+        w->m.overloaded++;
+        reply_error(c, "OVERLOADED", "the room's worker is overloaded: retry later", id);
+        return;
+    }
     if (!r) {
-        if (atomic_load_explicit(&w->eng->nrooms, memory_order_relaxed) >= w->cfg->max_rooms) {
+        if (!history_make_room(w)) {
             char msg[96];
             snprintf(msg, sizeof(msg), "the server holds its maximum of %u rooms",
                      w->cfg->max_rooms);
@@ -175,8 +309,7 @@ void bc_subscribe(struct conn *c, struct span name, struct span id)
             return;
         }
     }
-    struct frame *reply =
-        dispatch_reply_channel(w, "subscribe", "subscribed", room_name_escaped(r), id);
+    struct frame *reply = reply_subscribed(w, r, o->has_since ? 0 : -1, id);
     if (!reply || !(m = room_member_add(r, c))) {
         if (reply)
             frame_release(reply);
@@ -184,14 +317,22 @@ void bc_subscribe(struct conn *c, struct span name, struct span id)
         room_maybe_free(w, r);
         return;
     }
-    if (is_home || r->join == ROOM_JOIN_DONE) {
-        sendq_push(c, reply);
-        if (!is_home)
-            count_changed(w, r);
+    m->presence = o->presence;
+    if (is_home) {
+        room_idle_del(&w->rooms, r);
+        subscribe_home(c, r, reply, o, id);
         return;
     }
-    /* Remote home and no ack yet: the response waits for it (see the ordering rule). */
-    if (!hold_reply(c, m, reply)) {
+    if (r->join == ROOM_JOIN_DONE && !o->has_since) {
+        sendq_push(c, reply);
+        count_changed(w, r);
+        return;
+    }
+    /* Remote home and no ack yet, or a resume: the response waits for the home (see the
+     * ordering rule); a resuming member takes no live event until its replay is queued. */
+    if (o->has_since)
+        m->resume = ++w->resume_token;
+    if (!hold_reply(c, m, reply, id, o->has_since)) {
         room_member_del(m);
         room_maybe_free(w, r);
         return;
@@ -209,6 +350,26 @@ void bc_subscribe(struct conn *c, struct span name, struct span id)
         x->want_ack = true;
         x->room_hash = r->hash;
         r->sent_count = r->nlocal;
+        post_xmsg(w, home, x);
+    } else if (r->join == ROOM_JOIN_DONE) {
+        count_changed(w, r);
+    }
+    if (o->has_since) {
+        /* Posted after the join's COUNT on the same link: the home handles it after the
+         * join, and every event it sequences after its answer reaches us after the answer. */
+        struct xmsg *x = xmsg_new(w, XM_RESUME, room_name(r), 0);
+        if (!x) {
+            room_member_del(m);
+            after_leave(w, r);
+            reply_oom(c, id);
+            return;
+        }
+        x->room_hash = r->hash;
+        x->slot = c->slot;
+        x->serial = c->serial;
+        x->token = m->resume;
+        x->since = o->since;
+        x->epoch = o->has_epoch ? o->epoch : 0;
         post_xmsg(w, home, x);
     }
 }
@@ -260,12 +421,12 @@ static void deliver_local(struct worker *w, struct room *r, struct frame *f)
 {
     uint32_t n = 0;
     for (struct member *m = r->members; m; m = m->rnext)
-        n += !m->pend;
+        n += !m->pend && !m->resume;
     if (!n)
         return;
     frame_ref(f, n);
     for (struct member *m = r->members; m; m = m->rnext)
-        if (!m->pend)
+        if (!m->pend && !m->resume)
             sendq_push(m->conn, f);
     w->m.deliveries += n;
 }
@@ -283,16 +444,23 @@ static void frame_dropped(struct worker *w, unsigned target)
     }
 }
 
-/* On the home: sequence, encode once, fan out. A room nobody is subscribed to does not exist:
- * its event is sequence 1 and reaches nobody. *r_out is the room (still alive) or NULL.
+/* On the home: sequence, encode once, keep it in the history, fan out. Without history, a
+ * room nobody is subscribed to does not exist: its event is sequence 1 (epoch 0) and reaches
+ * nobody. With history, the publish creates the room (its history keeps it), unless
+ * --max-rooms is reached and no idle room can go. *r_out is the room (still alive) or NULL.
  * Returns the subscriber count, or -1 when the frame could not be allocated. */
 static int64_t home_publish(struct worker *w, struct span name, uint32_t hash, struct span event,
-                            struct span payload, uint64_t *seq, struct room **r_out)
+                            struct span payload, uint64_t *seq, uint64_t *epoch,
+                            struct room **r_out)
 {
     struct room *r = room_find(&w->rooms, hash, name.base, name.len);
+    bool keep = w->cfg->history_size > 0;
+    if (!r && keep && history_make_room(w))
+        r = room_get(&w->rooms, hash, name.base, name.len, true, w->eng->nworkers);
     *r_out = r;
+    *epoch = r ? r->epoch : 0;
     w->m.publishes++;
-    if (!r || (r->nlocal == 0 && r->remote == 0)) {
+    if (!r || (r->nlocal == 0 && r->remote == 0 && !keep)) {
         *seq = r ? ++r->seq : 1;
         return 0;
     }
@@ -308,6 +476,8 @@ static int64_t home_publish(struct worker *w, struct span name, uint32_t hash, s
     frame_writer(f, &jw);
     env_write_event(&jw, event, room_name_escaped(r), payload, w->now_ms, *seq);
     frame_finish(f, WS_OP_TEXT, jw.len);
+    history_record(w, r, f, *seq);
+    *epoch = r->epoch; /* a new one if the event could not be kept */
     if (remote) {
         char *room_copy = (char *)f->data + f->len;
         memcpy(room_copy, name.base, name.len);
@@ -326,6 +496,9 @@ static int64_t home_publish(struct worker *w, struct span name, uint32_t hash, s
     deliver_local(w, r, f);
     r->delivering = false;
     frame_release(f);
+    history_wake(w, r);
+    if (r->idle) /* idle rooms go oldest-published first */
+        room_idle_push(&w->rooms, r, w->mono_ms);
     return (int64_t)(r->nlocal + r->remote);
 }
 
@@ -348,15 +521,17 @@ void bc_publish(struct conn *c, struct span name, struct span event, struct span
     uint32_t hash = room_hash(name.base, name.len);
     unsigned home = room_home(hash, w->eng->nworkers);
     if (home == w->id) {
-        uint64_t seq;
+        uint64_t seq, epoch;
         struct room *r;
-        int64_t subs = home_publish(w, name, hash, event, payload, &seq, &r);
+        int64_t subs = home_publish(w, name, hash, event, payload, &seq, &epoch, &r);
         if (subs < 0) {
             reply_oom(c, id);
+            if (r)
+                room_maybe_free(w, r);
             return;
         }
         struct span ch = r ? room_name_escaped(r) : escape_name(name, esc, sizeof(esc));
-        sendq_push(c, dispatch_reply_published(w, ch, seq, (uint64_t)subs, id));
+        sendq_push(c, dispatch_reply_published(w, ch, seq, epoch, (uint64_t)subs, id));
         if (r)
             room_maybe_free(w, r);
         return;
@@ -420,7 +595,8 @@ enum bc_http_res bc_publish_http(struct worker *w, struct span name, struct span
     unsigned home = room_home(hash, w->eng->nworkers);
     if (home == w->id) {
         struct room *r;
-        int64_t subs = home_publish(w, name, hash, event, payload, seq, &r);
+        uint64_t epoch;
+        int64_t subs = home_publish(w, name, hash, event, payload, seq, &epoch, &r);
         if (r)
             room_maybe_free(w, r);
         if (subs < 0)
@@ -459,6 +635,9 @@ static void on_count(struct worker *w, struct xmsg *m)
     if (!r && m->count)
         r = room_get(&w->rooms, m->room_hash, m->data, m->room_len, true, w->eng->nworkers);
     if (r) {
+        if (m->count)
+            room_idle_del(&w->rooms, r);
+        m->epoch = r->epoch;
         r->remote = r->remote - r->wcount[m->from] + m->count;
         r->wcount[m->from] = m->count;
         if (m->count)
@@ -489,6 +668,7 @@ static void on_join_ack(struct worker *w, struct xmsg *m)
 {
     struct room *r = room_find(&w->rooms, m->room_hash, m->data, m->room_len);
     bool err = m->err;
+    uint64_t epoch = m->epoch;
     free(m);
     if (!r || r->join != ROOM_JOIN_PENDING)
         return;
@@ -501,8 +681,11 @@ static void on_join_ack(struct worker *w, struct xmsg *m)
         return;
     }
     r->join = ROOM_JOIN_DONE;
+    r->epoch = epoch;
+    /* Resuming members wait for their own answer, which follows on this link. */
     for (struct member *mb = r->members; mb; mb = mb->rnext)
-        room_member_release(mb);
+        if (!mb->resume)
+            release_member(w, mb, epoch, false);
     /* Members that came or went while the join was pending. */
     if (r->nlocal != r->sent_count)
         count_changed(w, r);
@@ -516,7 +699,7 @@ static void on_publish(struct worker *w, struct xmsg *m)
     struct span event = {p, m->event_len};
     struct span payload = {p + m->event_len, m->payload_len};
     struct room *r;
-    int64_t subs = home_publish(w, name, m->room_hash, event, payload, &m->seq, &r);
+    int64_t subs = home_publish(w, name, m->room_hash, event, payload, &m->seq, &m->epoch, &r);
     m->err = subs < 0;
     m->subscribers = subs < 0 ? 0 : (uint64_t)subs;
     m->type = XM_PUB_ACK;
@@ -543,10 +726,79 @@ static void on_pub_ack(struct worker *w, struct xmsg *m)
                                  id);
         else
             dispatch_write_published(w, m->reply, escape_name(xmsg_room(m), esc, sizeof(esc)),
-                                     m->seq, m->subscribers, id);
+                                     m->seq, m->epoch, m->subscribers, id);
         sendq_release_held(c, m->reply_pos, m->reply);
     }
     frame_release(m->reply);
+    free(m);
+}
+
+/* On the home: a member elsewhere resumes after since in epoch. Its join (if any) came first
+ * on this link, so the room knows the member's worker: every event sequenced after this
+ * answer reaches that worker after it, and every event up to r->seq is in the replay. */
+static void on_resume(struct worker *w, struct xmsg *m)
+{
+    struct room *r = room_find(&w->rooms, m->room_hash, m->data, m->room_len);
+    uint32_t first = 0, n = 0;
+    uint64_t last = 0;
+    bool ok = history_since(w, r, m->epoch != 0, m->epoch, m->since, w->cfg->max_queue_bytes / 2,
+                            &first, &n, &last) &&
+              last == (r ? r->seq : 0);
+    if (!ok)
+        n = 0;
+    w->m.resumes++;
+    w->m.resumes_lost += !ok;
+    struct xmsg *a = bc_xmsg_new(w, XM_RESUME_ACK, xmsg_room(m), n, 0);
+    if (!a) {
+        w->m.alloc_failures++;
+        a = m;
+        a->err = true;
+        a->nframes = 0;
+        m = NULL;
+    } else {
+        a->slot = m->slot;
+        a->serial = m->serial;
+        a->token = m->token;
+        a->room_hash = m->room_hash;
+        struct frame **fs = bc_xmsg_frames(a);
+        for (uint32_t i = 0; i < n; i++) {
+            fs[i] = history_at(r, first + i)->f;
+            frame_ref(fs[i], 1);
+        }
+        w->m.replayed += n;
+    }
+    a->type = XM_RESUME_ACK;
+    a->recovered = ok;
+    a->epoch = r ? r->epoch : 0;
+    unsigned to = m ? m->from : a->from;
+    free(m);
+    a->from = (uint8_t)w->id;
+    post_xmsg(w, to, a);
+}
+
+/* On the member's worker: the replay goes behind the held "subscribed" (already in the
+ * queue), then the member takes live events: those sequenced after the home's answer, which
+ * arrive after it. */
+static void on_resume_ack(struct worker *w, struct xmsg *m)
+{
+    struct conn *c = worker_conn_lookup(w, m->slot, m->serial);
+    struct room *r = c ? room_find(&w->rooms, m->room_hash, m->data, m->room_len) : NULL;
+    struct member *mb = r ? room_member_of(c, r) : NULL;
+    struct frame **fs = bc_xmsg_frames(m);
+    uint32_t i = 0;
+    if (mb && mb->resume == m->token) {
+        if (m->err) {
+            conn_close(c, WS_CLOSE_INTERNAL, "server out of memory");
+        } else {
+            mb->resume = 0;
+            r->epoch = m->epoch;
+            for (; i < m->nframes; i++)
+                sendq_push(c, fs[i]); /* takes over the message's reference */
+            release_member(w, mb, m->epoch, m->recovered);
+        }
+    }
+    for (; i < m->nframes; i++)
+        frame_release(fs[i]);
     free(m);
 }
 
@@ -554,6 +806,11 @@ void bc_discard_xmsg(struct xmsg *m)
 {
     if (m->reply)
         frame_release(m->reply);
+    if (m->type == XM_RESUME_ACK || m->type == XM_POLL_ACK) {
+        struct frame **fs = bc_xmsg_frames(m);
+        for (uint32_t i = 0; i < m->nframes; i++)
+            frame_release(fs[i]);
+    }
     free(m);
 }
 
@@ -567,6 +824,10 @@ void bc_on_xmsg(struct worker *w, struct xmsg *m, int res)
     case XM_PUB_ACK: on_pub_ack(w, m); break;
     case XM_STATS:
     case XM_STATS_ACK: http_api_on_xmsg(w, m); break;
+    case XM_RESUME: on_resume(w, m); break;
+    case XM_RESUME_ACK: on_resume_ack(w, m); break;
+    case XM_POLL: history_on_poll(w, m); break;
+    case XM_POLL_ACK: http_api_poll_ack(w, m); break;
     default: bc_discard_xmsg(m); break;
     }
 }

@@ -37,15 +37,20 @@
 
 struct conn;
 struct frame;
+struct room;
 struct worker;
 
 enum xmsg_type {
-    XM_COUNT,    /* to the home: worker `from` now has `count` subscribers of room */
-    XM_JOIN_ACK, /* from the home: the COUNT that asked for an ack has been applied */
-    XM_PUBLISH,  /* to the home: publish event/payload to room for connection (slot, serial) */
-    XM_PUB_ACK,  /* from the home: the publish got seq and reached subscribers */
-    XM_STATS,    /* HTTP API: fill in this worker's part of a status/metrics/rooms answer */
-    XM_STATS_ACK /* HTTP API: the part, back to the asking worker */
+    XM_COUNT,      /* to the home: worker `from` now has `count` subscribers of room */
+    XM_JOIN_ACK,   /* from the home: the COUNT that asked for an ack has been applied */
+    XM_PUBLISH,    /* to the home: publish event/payload to room for connection (slot, serial) */
+    XM_PUB_ACK,    /* from the home: the publish got seq and reached subscribers */
+    XM_STATS,      /* HTTP API: fill in this worker's part of a status/metrics/rooms answer */
+    XM_STATS_ACK,  /* HTTP API: the part, back to the asking worker */
+    XM_RESUME,     /* to the home: member (slot, serial, token) resumes after since in epoch */
+    XM_RESUME_ACK, /* from the home: recovered?, the epoch and the frames to replay */
+    XM_POLL,       /* HTTP API, to the home: events after since in epoch (may wait) */
+    XM_POLL_ACK,   /* HTTP API, from the home: the events for the job ctx */
 };
 
 struct xmsg {
@@ -68,11 +73,27 @@ struct xmsg {
     uint64_t subscribers;
     uint16_t room_len;
     uint32_t event_len, payload_len, id_len;
-    char data[]; /* room (unescaped), event (escaped), payload (raw JSON), id (raw JSON) */
+    /* history.h: resume and poll */
+    uint64_t epoch; /* asking: the client's (0: none); answering and PUB_ACK: the room's */
+    uint64_t since;
+    uint64_t token;      /* XM_RESUME: the member's resume token */
+    int64_t deadline_ms; /* XM_POLL: answer by then (monotonic); 0: at once */
+    uint32_t nframes;    /* *_ACK: frame references after the room name (bc_xmsg_frames) */
+    bool recovered;
+    /* Aligned: gathered answers (http_stats.c) place structs after the room name. */
+    _Alignas(8) char data[]; /* room (unescaped), event (escaped), payload (raw JSON), id */
 };
 
-/* Subscribes c to the room named name (unescaped, validated). Answers the client itself. */
-void bc_subscribe(struct conn *c, struct span name, struct span id);
+/* What a subscribe may ask besides its channel (docs/protocol.md). */
+struct bc_sub_opts {
+    bool has_since, has_epoch;
+    uint64_t since, epoch;
+    bool presence;
+};
+
+/* Subscribes c to the room named name (unescaped, validated). Answers the client itself; with
+ * since, replays the events after it before any live one (history.h). o may be NULL. */
+void bc_subscribe(struct conn *c, struct span name, struct span id, const struct bc_sub_opts *o);
 /* Unsubscribes c (answers "unsubscribed" whether or not it was subscribed). */
 void bc_unsubscribe(struct conn *c, struct span name, struct span id);
 /* Publishes: event is escaped string contents, payload raw JSON (empty for null). Answers the
@@ -96,6 +117,18 @@ bool bc_event_fits(struct worker *w, struct span name, struct span event, struct
 enum bc_http_res bc_publish_http(struct worker *w, struct span name, struct span event,
                                  struct span payload, void *ctx, uint32_t idx, uint64_t *seq,
                                  uint64_t *subscribers);
+
+/* Frees r if nothing needs it any more: members, a pending join or count, remote
+ * subscribers, waiting polls; a home room with history stays on the idle list (history.h). */
+void bc_room_release(struct worker *w, struct room *r);
+/* A message with room for the room name and nframes frame pointers. NULL when memory is
+ * short. */
+struct xmsg *bc_xmsg_new(struct worker *w, enum xmsg_type type, struct span room, uint32_t nframes,
+                         size_t extra);
+/* The frame pointers of a RESUME_ACK/POLL_ACK. */
+struct frame **bc_xmsg_frames(struct xmsg *m);
+/* Posts m to worker to (see post_xmsg): never refused. */
+void bc_post(struct worker *w, unsigned to, struct xmsg *m);
 
 /* Removes c from every room (it is closing). */
 void bc_leave_all(struct conn *c);

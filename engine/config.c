@@ -48,7 +48,8 @@ struct opt {
 /* Options whose values are never logged or shown (logs and /api/status say "(redacted)"). */
 static bool is_secret(const struct opt *o)
 {
-    return strcmp(o->name, "api-key") == 0 || strcmp(o->name, "metrics-key") == 0;
+    return strcmp(o->name, "api-key") == 0 || strcmp(o->name, "metrics-key") == 0 ||
+           strcmp(o->name, "jwt-secret") == 0;
 }
 
 /* A field's place and width in struct rc_config. */
@@ -117,6 +118,10 @@ static const struct opt opts[] = {
     {"http-idle-timeout-s", OPT_UINT, OFF(http_idle_timeout_s), 1, 3600, "seconds",
      "HTTP API: close a keep-alive connection idle this long (408 if a request is unfinished)",
      true},
+    {"history-size", OPT_UINT, OFF(history_size), 0, 1000000, "events",
+     "events each room keeps for resume and polling (0 = none)", false},
+    {"history-ttl", OPT_UINT, OFF(history_ttl), 0, 31536000, "seconds",
+     "drop kept events older than this (0 = keep until history-size newer ones)", false},
     {"api-key", OPT_PATH, OFF(api_key), 0, 0, "key",
      "HTTP API key for /api/* (X-API-Key or Authorization: Bearer); empty: /api/* answers 401",
      false},
@@ -124,6 +129,31 @@ static const struct opt opts[] = {
      "file holding the HTTP API key (first line), read at startup", false},
     {"metrics-key", OPT_PATH, OFF(metrics_key), 0, 0, "key",
      "key required by /health and /metrics (empty: open)", false},
+    {"auth", OPT_STR, OFF(auth), 0, 0, "mode",
+     "WebSocket upgrades: off (no tokens), optional (a token, if sent, must be valid and "
+     "restricts), required (401 without a valid JWT)",
+     false},
+    {"jwt-secret-file", OPT_PATH, OFF(jwt_secret_file), 0, 0, "path",
+     "file holding the HS256 secret (at least 32 bytes; a trailing newline is dropped)", false},
+    {"jwt-secret", OPT_PATH, OFF(jwt_secret), 0, 0, "secret",
+     "the HS256 secret itself (warned about: visible in the process list; use jwt-secret-file)",
+     false},
+    {"jwt-public-key", OPT_PATH, OFF(jwt_public_key), 0, 0, "path",
+     "PEM public key: RSA (2048+ bits) verifies RS256, EC P-256 verifies ES256", false},
+    {"jwt-leeway-s", OPT_UINT, OFF(jwt_leeway_s), 0, 300, "seconds",
+     "clock skew tolerated on a token's exp and nbf", false},
+    {"allowed-origins", OPT_PATH, OFF(allowed_origins), 0, 0, "list",
+     "comma-separated Origins allowed to upgrade (exact, *.example.com, https://*.example.com, "
+     "*); others get 403; empty: any",
+     true},
+    {"max-connections-per-ip", OPT_UINT, OFF(max_connections_per_ip), 0, 10000000, "connections",
+     "WebSocket connections from one address (IPv6: one /64); beyond: 429; 0 = off", true},
+    {"max-new-connections-per-ip-per-s", OPT_UINT, OFF(max_new_connections_per_ip_per_s), 0,
+     10000000, "upgrades/s", "upgrade attempts per second from one address; beyond: 429; 0 = off",
+     true},
+    {"per-ip-table-size", OPT_UINT, OFF(per_ip_table_size), 256, 16777216, "entries",
+     "addresses the per-IP limits track at once (32 B each); a new address beyond it gets 503",
+     false},
     {"log-level", OPT_LEVEL, OFF(log_level), 0, 0, "level", "debug, info, warn or error", true},
     {"log-file", OPT_PATH, OFF(log_file), 0, 0, "path",
      "append the log to this file instead of stderr (SIGHUP reopens it)", false},
@@ -152,7 +182,12 @@ static void set_defaults(struct rc_config *c)
     c->recv_buffer_size = RC_DEF_RECV_BUFFER_SIZE;
     c->ring_entries = RC_DEF_RING_ENTRIES;
     c->http_idle_timeout_s = RC_DEF_HTTP_IDLE_TIMEOUT_S;
+    c->history_size = RC_DEF_HISTORY_SIZE;
+    c->history_ttl = RC_DEF_HISTORY_TTL;
     c->log_level = LOG_LVL_INFO;
+    snprintf(c->auth, sizeof(c->auth), "%s", RC_DEF_AUTH);
+    c->jwt_leeway_s = RC_DEF_JWT_LEEWAY_S;
+    c->per_ip_table_size = RC_DEF_PER_IP_TABLE_SIZE;
 }
 
 /* Option names are written with dashes; INI files and the environment may use underscores. */

@@ -32,10 +32,21 @@ struct rc_config {
     unsigned recv_buffers;     /* provided buffers per worker (power of two) */
     unsigned recv_buffer_size; /* bytes each */
     unsigned ring_entries;
-    unsigned http_idle_timeout_s; /* HTTP API keep-alive: idle (or partial request) limit */
-    char api_key[256];            /* empty: the key-protected HTTP endpoints answer 401 */
-    char api_key_file[256];       /* read into api_key at load (api_key wins if both) */
-    char metrics_key[256];        /* empty: /health and /metrics are open */
+    unsigned http_idle_timeout_s;    /* HTTP API keep-alive: idle (or partial request) limit */
+    char api_key[256];               /* empty: the key-protected HTTP endpoints answer 401 */
+    char api_key_file[256];          /* read into api_key at load (api_key wins if both) */
+    char metrics_key[256];           /* empty: /health and /metrics are open */
+    char auth[16];                   /* off, optional or required (auth.h) */
+    char jwt_secret_file[256];       /* HS256 secret, read at startup */
+    char jwt_secret[256];            /* the secret itself: allowed, with a warning */
+    char jwt_public_key[256];        /* PEM: RSA (RS256) or P-256 (ES256) */
+    unsigned jwt_leeway_s;           /* clock skew allowed on exp and nbf */
+    char allowed_origins[1024];      /* comma-separated (edge.h); empty: any Origin */
+    unsigned max_connections_per_ip; /* 0 = off */
+    unsigned max_new_connections_per_ip_per_s; /* 0 = off */
+    unsigned per_ip_table_size;                /* entries of the per-IP table */
+    unsigned history_size;                     /* events kept per room (history.h); 0 = none */
+    unsigned history_ttl;                      /* seconds an event is kept; 0 = until pushed out */
     enum log_level log_level;
     char log_file[256];    /* empty: stderr */
     char config_file[256]; /* empty when none */

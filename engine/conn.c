@@ -11,8 +11,10 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "auth.h"
 #include "broadcast.h"
 #include "dispatch.h"
+#include "edge.h"
 #include "frame.h"
 #include "http_api.h"
 #include "log.h"
@@ -80,6 +82,7 @@ static void conn_free(struct conn *c)
     }
     if (c->pong)
         frame_release(c->pong);
+    auth_grant_free(c->grant);
     close(c->fd);
     w->slots[c->slot] = NULL;
     w->free_slots[w->nfree++] = c->slot;
@@ -155,6 +158,7 @@ static void do_abort(struct conn *c)
         atomic_fetch_sub_explicit(&c->w->eng->nconns, 1, memory_order_relaxed);
         c->flags &= ~CONN_COUNTED;
     }
+    edge_release(c);
     sendq_discard(c);
 }
 
@@ -301,12 +305,22 @@ void conn_on_send_done(struct conn *c)
     maybe_finish(c);
 }
 
-/* Refuses the upgrade with status; why (one line, no newline) is the body and the log's. */
-static void http_error(struct conn *c, int status, const char *why)
+/* Refuses the upgrade with status and an optional extra header (hname NULL: none); why (one
+ * line, no newline) is the body and the log's. */
+static void http_error_hdr(struct conn *c, int status, const char *why, const char *hname,
+                           const char *hvalue)
 {
     char out[1024], body[300];
-    snprintf(body, sizeof(body), "%s\n", why);
-    size_t n = http_write_error(out, sizeof(out), status, body);
+    int bl = snprintf(body, sizeof(body), "%s\n", why);
+    size_t n = 0;
+    if (!hname) {
+        n = http_write_error(out, sizeof(out), status, body);
+    } else if ((n = http_write_head(out, sizeof(out), status, "text/plain; charset=utf-8",
+                                    (size_t)bl, false, hname, hvalue)) &&
+               n + (size_t)bl <= sizeof(out)) {
+        memcpy(out + n, body, (size_t)bl);
+        n += (size_t)bl;
+    }
     c->w->m.handshake_errors++;
     connlog_refusal(c, status, why);
     pending_done(c);
@@ -315,6 +329,34 @@ static void http_error(struct conn *c, int status, const char *why)
         return;
     }
     closing(c);
+}
+
+static void http_error(struct conn *c, int status, const char *why)
+{
+    http_error_hdr(c, status, why, NULL, NULL);
+}
+
+/* The tick at which c's token expires; UINT64_MAX without a token. One tick more than the
+ * time left: ticks count whole elapsed ticks, so the timer never fires before exp. */
+static uint64_t exp_tick(const struct conn *c)
+{
+    if (!c->grant)
+        return UINT64_MAX;
+    int64_t left = c->grant->exp_ms - c->w->now_ms;
+    return c->w->tick + (left > 0 ? TICKS(left) + 1 : 0);
+}
+
+/* Schedules an open connection's timer at tick due (UINT64_MAX: none), or when its token
+ * expires if that comes first: one wheel entry serves the heartbeat and the expiry. */
+static void open_timer(struct conn *c, uint64_t due)
+{
+    uint64_t e = exp_tick(c);
+    if (e < due)
+        due = e;
+    if (due == UINT64_MAX)
+        tw_cancel(&c->w->tw, &c->timer);
+    else
+        tw_schedule(&c->w->tw, &c->timer, due);
 }
 
 static void protocol_close(struct conn *c, enum ws_err err)
@@ -326,12 +368,7 @@ static void protocol_close(struct conn *c, enum ws_err err)
 
 /* ---- input ---- */
 
-/* The upgrade request. Returns the bytes of the head, 0 for "need more", -1 when the
- * connection is being refused (input is ignored from here on). */
-/* True when buf holds the blank line that ends a request head (CRLF or bare LF endings, as
- * the parser accepts). Searches only bytes not searched before, so a head that arrives a byte
- * at a time costs linear time, not quadratic. */
-static bool head_complete(struct conn *c, const uint8_t *buf, size_t len)
+bool conn_head_complete(struct conn *c, const uint8_t *buf, size_t len)
 {
     size_t i = c->head_scanned > 2 ? c->head_scanned - 2 : 0;
     for (; i < len; i++) {
@@ -346,6 +383,8 @@ static bool head_complete(struct conn *c, const uint8_t *buf, size_t len)
     return false;
 }
 
+/* The upgrade request. Returns the bytes of the head, 0 for "need more", -1 when the
+ * connection is being refused (input is ignored from here on). */
 static int handshake(struct conn *c, uint8_t *buf, size_t len, size_t *need)
 {
     struct worker *w = c->w;
@@ -353,7 +392,7 @@ static int handshake(struct conn *c, uint8_t *buf, size_t len, size_t *need)
     /* The first bytes are parsed at once (garbage is refused at once); after that the parser
      * runs again only when the head is complete or too long. */
     bool first = c->head_scanned == 0;
-    if (!head_complete(c, buf, len) && !first && len <= HTTP_MAX_HEAD_DEFAULT)
+    if (!conn_head_complete(c, buf, len) && !first && len <= HTTP_MAX_HEAD_DEFAULT)
         return 0;
     int r = http_request_parse((const char *)buf, len, HTTP_MAX_HEAD_DEFAULT, &req);
     if (r == HTTP_NEED_MORE)
@@ -382,6 +421,13 @@ static int handshake(struct conn *c, uint8_t *buf, size_t len, size_t *need)
         http_error(c, 404, "no WebSocket endpoint at this path: use /ws or /ws/{session_id}");
         return -1;
     }
+    /* Per-IP limits, Origin and the token: before the connection counts or gets anything. */
+    struct edge_refusal ref;
+    status = edge_check_upgrade(c, &req, &ref);
+    if (status) {
+        http_error_hdr(c, status, ref.why, ref.hname, ref.hvalue);
+        return -1;
+    }
     unsigned n = atomic_fetch_add_explicit(&w->eng->nconns, 1, memory_order_relaxed);
     if (n >= w->cfg->max_connections) {
         atomic_fetch_sub_explicit(&w->eng->nconns, 1, memory_order_relaxed);
@@ -395,16 +441,18 @@ static int handshake(struct conn *c, uint8_t *buf, size_t len, size_t *need)
     c->flags |= CONN_COUNTED;
     pending_done(c);
     char out[512];
-    size_t hn = http_write_101(out, sizeof(out), req.ws_key, SPAN_NULL);
+    size_t hn = http_write_101(out, sizeof(out), req.ws_key, ref.protocol);
     sendq_push_force(c, frame_raw(out, hn));
     sendq_push(c, dispatch_welcome(c));
     c->state = CONN_OPEN;
     w->m.upgraded++;
-    conn_debug(c, "upgraded: %.*s", (int)req.target.len, req.target.base);
-    if (w->cfg->heartbeat_s)
-        tw_schedule(&w->tw, &c->timer, w->tick + TICKS(w->cfg->heartbeat_s * 1000));
-    else
-        tw_cancel(&w->tw, &c->timer);
+    if (log_min_level <= LOG_LVL_DEBUG) {
+        char target[512];
+        auth_redact_target(req.target, target, sizeof(target));
+        struct span sub = c->grant ? auth_grant_sub(c->grant) : SPAN_NULL;
+        conn_debug(c, "upgraded: %s%s%.*s", target, sub.len ? " as " : "", (int)sub.len, sub.base);
+    }
+    open_timer(c, w->cfg->heartbeat_s ? w->tick + TICKS(w->cfg->heartbeat_s * 1000) : UINT64_MAX);
     return r;
 }
 
@@ -622,6 +670,18 @@ void conn_on_timer(struct tw_entry *e, void *arg)
         }
         return;
     case CONN_OPEN: {
+        /* Within a tick of exp counts as expired: the wall clock may run a little behind
+         * the monotonic ticks, and a timer that fired for the expiry must not be taken for
+         * the heartbeat's. */
+        if (auth_grant_expired(c->grant, w->now_ms + WORKER_TICK_MS)) {
+            connlog(c, LOG_LVL_INFO, "token expired, closing with 4001");
+            conn_close(c, 4001, "token expired");
+            return;
+        }
+        if (!cfg->heartbeat_s) {
+            open_timer(c, UINT64_MAX); /* it fired early for the expiry: wait for it */
+            return;
+        }
         uint64_t hb = TICKS(cfg->heartbeat_s * 1000);
         if (c->flags & CONN_PING_OUT) {
             connlog(c, LOG_LVL_INFO, "no answer to heartbeat ping, closing with 4000");
@@ -632,13 +692,13 @@ void conn_on_timer(struct tw_entry *e, void *arg)
         }
         uint64_t due = (uint64_t)c->last_rx_tick + hb;
         if (due > w->tick) {
-            tw_schedule(&w->tw, &c->timer, due); /* active since: check again later */
+            open_timer(c, due); /* active since: check again later */
             return;
         }
         if (!sendq_push(c, frame_from_bytes(WS_OP_PING, "rc", 2)))
             return; /* a slow consumer: its close wait, not the heartbeat, bounds it now */
         c->flags |= CONN_PING_OUT;
-        tw_schedule(&w->tw, &c->timer, w->tick + TICKS(cfg->heartbeat_timeout_s * 1000));
+        open_timer(c, w->tick + TICKS(cfg->heartbeat_timeout_s * 1000));
         return;
     }
     case CONN_CLOSING: conn_abort(c); return;

@@ -32,6 +32,7 @@ struct worker;
 struct member;
 struct outq;
 struct frame;
+struct auth_grant;
 
 enum conn_state {
     CONN_HANDSHAKE = 0, /* reading the HTTP upgrade request */
@@ -57,6 +58,7 @@ enum conn_state {
 #define CONN_SLOW        0x1000 /* slow consumer: the reaper drops the queue before closing */
 #define CONN_PENDING     0x2000 /* holds one of eng->npending (upgrade not finished) */
 #define CONN_HTTP_API    0x4000 /* an HTTP API connection (CONN_HTTP, or closing after it) */
+#define CONN_IP_COUNTED  0x8000 /* holds a place in the per-IP table (edge.h) */
 
 struct growbuf {
     uint8_t *p;
@@ -92,6 +94,8 @@ struct conn {
     uint64_t pong_pos;  /* its queue position (sendq.h) */
     struct member *subs;
     struct tw_entry timer;
+    struct auth_grant *grant; /* the token's permissions (auth.h); NULL: unrestricted */
+    uint32_t ip_slot;         /* per-IP table entry while CONN_IP_COUNTED (edge.h) */
 };
 
 /* Takes over an accepted socket: allocates the connection, arms its recv and the handshake
@@ -123,6 +127,11 @@ void conn_arm_recv(struct conn *c);
 
 /* A timer wheel entry fired for this connection (handshake, heartbeat or close timeout). */
 void conn_on_timer(struct tw_entry *e, void *arg);
+
+/* True when buf (a request head from its first byte) holds the blank line that ends it (CRLF
+ * or bare LF endings, as proto/http accepts). Searches only bytes not searched before
+ * (c->head_scanned), so a head that arrives a byte at a time costs linear time. */
+bool conn_head_complete(struct conn *c, const uint8_t *buf, size_t len);
 
 /* Writes the connection id ("w0-17") into out (at least 32 bytes); returns its length. */
 int conn_id_format(const struct conn *c, char *out);

@@ -20,7 +20,8 @@ void connlog(const struct conn *c, enum log_level level, const char *fmt, ...)
 }
 
 /* One limiter per status a client can provoke; the rest share one. */
-static struct log_limit lim_400, lim_404, lim_405, lim_408, lim_426, lim_431, lim_503, lim_other;
+static struct log_limit lim_400, lim_401, lim_403, lim_404, lim_405, lim_408, lim_426, lim_429,
+    lim_431, lim_503, lim_other;
 
 void connlog_refusal(const struct conn *c, int status, const char *why)
 {
@@ -29,10 +30,13 @@ void connlog_refusal(const struct conn *c, int status, const char *why)
     struct log_limit *l;
     switch (status) {
     case 400: l = &lim_400; break;
+    case 401: l = &lim_401; break;
+    case 403: l = &lim_403; break;
     case 404: l = &lim_404; break;
     case 405: l = &lim_405; break;
     case 408: l = &lim_408; break;
     case 426: l = &lim_426; break;
+    case 429: l = &lim_429; break;
     case 431: l = &lim_431; break;
     case 503: l = &lim_503; break;
     default: l = &lim_other; break;

@@ -22,8 +22,8 @@ void connlog(const struct conn *c, enum log_level level, const char *fmt, ...)
             connlog((c), LOG_LVL_DEBUG, __VA_ARGS__);                                              \
     } while (0)
 
-/* A handshake refused with HTTP status (400, 404, 405, 408, 426, 431, 503) and why: logged at
- * info, at most one line per status per second for the whole process, with the number of
+/* A handshake refused with HTTP status (400, 401, 403, 404, 405, 408, 426, 429, 431, 503) and why:
+ * logged at info, at most one line per status per second for the whole process, with the number of
  * suppressed ones (a client can cause refusals at will). */
 void connlog_refusal(const struct conn *c, int status, const char *why);
 

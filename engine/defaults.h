@@ -47,6 +47,18 @@
  * it is closed (408 when a request is unfinished): a backend publisher reuses a connection
  * within milliseconds, and a slow-body client holds a slot no longer than this. */
 #define RC_DEF_HTTP_IDLE_TIMEOUT_S 15
+/* Authentication at the upgrade: off keeps a deployment that has no tokens working as before. */
+#define RC_DEF_AUTH "off"
+/* Seconds of clock skew allowed on exp/nbf: backends and this host may disagree a little. */
+#define RC_DEF_JWT_LEEWAY_S 30
+/* Addresses tracked by the per-IP limits: 64 Ki entries (2 MiB) is several times the default
+ * max-connections, so the table fills only if that many distinct addresses connect at once. */
+#define RC_DEF_PER_IP_TABLE_SIZE 65536
+/* Events a room keeps for resume and polling: a reconnect within a few seconds at a few events
+ * per second loses nothing; worst case history-size x max-rooms events (docs/operations.md). */
+#define RC_DEF_HISTORY_SIZE 100
+/* Seconds an event is kept: 0 = until history-size newer ones push it out. */
+#define RC_DEF_HISTORY_TTL 0
 /* Listen backlog per worker socket. */
 #define RC_DEF_BACKLOG 4096
 /* Provided receive buffers per worker, and their size in bytes: 16 MiB of buffer per worker

@@ -5,10 +5,12 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "auth.h"
 #include "broadcast.h"
 #include "conn.h"
 #include "connlog.h"
 #include "frame.h"
+#include "history.h"
 #include "log.h"
 #include "proto/channel.h"
 #include "proto/envelope.h"
@@ -70,8 +72,10 @@ size_t dispatch_published_cap(size_t channel_esc_len, size_t id_len)
 }
 
 void dispatch_write_published(struct worker *w, struct frame *f, struct span channel_esc,
-                              uint64_t seq, uint64_t subscribers, struct span id)
+                              uint64_t seq, uint64_t epoch, uint64_t subscribers, struct span id)
 {
+    char ep[HISTORY_EPOCH_HEX];
+    history_epoch_format(epoch, ep);
     struct jw jw;
     frame_writer(f, &jw);
     env_write_response_begin(&jw, SPAN_LIT("publish"));
@@ -81,17 +85,19 @@ void dispatch_write_published(struct worker *w, struct frame *f, struct span cha
     jw_u64(&jw, seq);
     jw_lit(&jw, ",\"subscribers\":");
     jw_u64(&jw, subscribers);
-    jw_lit(&jw, "}");
+    jw_lit(&jw, ",\"epoch\":\"");
+    jw_raw(&jw, ep, sizeof(ep));
+    jw_lit(&jw, "\"}");
     env_write_end(&jw, id, w->now_ms);
     frame_finish(f, WS_OP_TEXT, jw.len);
 }
 
 struct frame *dispatch_reply_published(struct worker *w, struct span channel_esc, uint64_t seq,
-                                       uint64_t subscribers, struct span id)
+                                       uint64_t epoch, uint64_t subscribers, struct span id)
 {
     struct frame *f = frame_alloc(dispatch_published_cap(channel_esc.len, id.len), 0);
     if (f)
-        dispatch_write_published(w, f, channel_esc, seq, subscribers, id);
+        dispatch_write_published(w, f, channel_esc, seq, epoch, subscribers, id);
     return f;
 }
 
@@ -206,6 +212,55 @@ static bool channel_get(struct conn *c, const struct env_request *req, struct sp
     return true;
 }
 
+/* The connection's token (auth.h) must allow the channel; answers FORBIDDEN itself, and the
+ * connection stays open. */
+static bool permitted(struct conn *c, struct span ch, bool publish, struct span id)
+{
+    if (auth_grant_allows(c->grant, ch, publish))
+        return true;
+    error(c, "FORBIDDEN",
+          publish ? "your token does not allow publishing to this channel"
+                  : "your token does not allow subscribing to this channel",
+          id);
+    return false;
+}
+
+/* The resume and presence options of a subscribe's data object (docs/protocol.md): "since"
+ * (an unsigned integer), "epoch" (a string of 1-16 hex digits) and "presence" (a boolean).
+ * The data object is tokenized again here, only for subscribes that carry one. NULL, or why
+ * the options are refused. */
+static const char *sub_opts_parse(struct worker *w, struct span data, struct bc_sub_opts *o)
+{
+    memset(o, 0, sizeof(*o));
+    if (!data.base || !data.len)
+        return NULL;
+    jsmntok_t *toks = w->toks; /* the request's spans point into the message, not here */
+    int n = json_tokenize(data.base, data.len, toks, ENV_MAX_TOKENS);
+    if (n < 1 || toks[0].type != JSMN_OBJECT)
+        return NULL; /* parsed once already: too complex to look into means no options */
+    int v = json_obj_get(data.base, toks, n, 0, "since");
+    if (v >= 0) {
+        if (toks[v].type != JSMN_PRIMITIVE || !json_tok_u64(data.base, &toks[v], &o->since))
+            return "data.since must be an unsigned integer";
+        o->has_since = true;
+    }
+    v = json_obj_get(data.base, toks, n, 0, "epoch");
+    if (v >= 0) {
+        if (toks[v].type != JSMN_STRING ||
+            !history_epoch_parse(json_tok_span(data.base, &toks[v]), &o->epoch))
+            return "data.epoch must be a string of 1 to 16 hex digits";
+        o->has_epoch = true;
+    }
+    v = json_obj_get(data.base, toks, n, 0, "presence");
+    if (v >= 0) {
+        struct span p = json_tok_span(data.base, &toks[v]);
+        if (toks[v].type != JSMN_PRIMITIVE || !(span_eq_lit(p, "true") || span_eq_lit(p, "false")))
+            return "data.presence must be a boolean";
+        o->presence = span_eq_lit(p, "true");
+    }
+    return NULL;
+}
+
 /* A message too complex for the worker's ENV_MAX_TOKENS (a publish whose payload is a long
  * array) is parsed again with enough tokens for any text of its length (env_max_tokens, about
  * 10 bytes of tokens per byte of message, freed at once): no valid message within
@@ -227,6 +282,12 @@ void dispatch_message(struct conn *c, const char *msg, size_t len)
     struct worker *w = c->w;
     struct env_request req;
     w->m.messages_in++;
+    /* The timer closes an expired connection on time; this catches the messages that arrive
+     * in the same tick. */
+    if (auth_grant_expired(c->grant, w->now_ms)) {
+        conn_close(c, 4001, "token expired");
+        return;
+    }
     enum env_err err = env_request_parse(msg, len, w->toks, ENV_MAX_TOKENS, &req);
     if (err == ENV_ERR_TOO_COMPLEX && len > ENV_MAX_TOKENS)
         err = parse_big(msg, len, &req);
@@ -250,9 +311,9 @@ void dispatch_message(struct conn *c, const char *msg, size_t len)
     switch (req.type) {
     case ENV_PING: sendq_push(c, reply_pong(w)); return;
     case ENV_SUBSCRIBE:
-        if (channel_get(c, &req, &ch)) {
+        if (channel_get(c, &req, &ch) && permitted(c, ch, false, req.id)) {
             conn_debug(c, "subscribe %.*s", (int)ch.len, ch.base);
-            bc_subscribe(c, ch, req.id);
+            bc_subscribe(c, ch, req.id, NULL);
         }
         return;
     case ENV_UNSUBSCRIBE:
@@ -295,9 +356,17 @@ void dispatch_message(struct conn *c, const char *msg, size_t len)
     }
     if (!channel_get(c, &req, &ch))
         return;
+    if ((sub || pub) && !permitted(c, ch, pub, req.id))
+        return;
     if (sub) {
         conn_debug(c, "subscribe %.*s", (int)ch.len, ch.base);
-        bc_subscribe(c, ch, req.id);
+        struct bc_sub_opts o;
+        const char *bad = sub_opts_parse(w, req.data, &o);
+        if (bad) {
+            error(c, "INVALID_MESSAGE", bad, req.id);
+            return;
+        }
+        bc_subscribe(c, ch, req.id, &o);
     } else if (unsub) {
         conn_debug(c, "unsubscribe %.*s", (int)ch.len, ch.base);
         bc_unsubscribe(c, ch, req.id);

@@ -48,13 +48,13 @@ struct frame *dispatch_reply_channel(struct worker *w, const char *event, const 
 size_t dispatch_published_cap(size_t channel_esc_len, size_t id_len);
 /* Writes the publish response into f (allocated with dispatch_published_cap). */
 void dispatch_write_published(struct worker *w, struct frame *f, struct span channel_esc,
-                              uint64_t seq, uint64_t subscribers, struct span id);
+                              uint64_t seq, uint64_t epoch, uint64_t subscribers, struct span id);
 /* Writes an error envelope into f (the message short enough for f's capacity). */
 void dispatch_write_error(struct worker *w, struct frame *f, const char *code, const char *message,
                           struct span id);
 /* The publish response. One reference. */
 struct frame *dispatch_reply_published(struct worker *w, struct span channel_esc, uint64_t seq,
-                                       uint64_t subscribers, struct span id);
+                                       uint64_t epoch, uint64_t subscribers, struct span id);
 /* An error envelope with code and message. One reference. */
 struct frame *dispatch_reply_error(struct worker *w, const char *code, const char *message,
                                    struct span id);

@@ -7,7 +7,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
+#include "auth.h"
 #include "broadcast.h"
 #include "conn.h"
 #include "connlog.h"
@@ -277,7 +279,8 @@ void http_api_pub_ack(struct worker *w, void *ctx, uint32_t idx, uint64_t seq, u
 /* POST /api/publish {"channel","event","data"} and POST /api/broadcast {"channels":[..],..}:
  * every channel is checked before any is published, and every remote home's link must have
  * room, so a refused request publishes nothing. */
-static void do_publish(struct conn *c, struct span body, bool multi, bool keep_alive)
+static void do_publish(struct conn *c, struct span body, bool multi, bool keep_alive,
+                       const struct auth_grant *grant)
 {
     struct worker *w = c->w;
     if (!utf8_valid((const uint8_t *)body.base, body.len)) {
@@ -319,6 +322,11 @@ static void do_publish(struct conn *c, struct span body, bool multi, bool keep_a
         if (sys_room_reserved(name)) {
             http_api_error(c, 403, "RESERVED_CHANNEL",
                            "channels starting with '$' are the server's: subscribe only",
+                           keep_alive);
+            goto out;
+        }
+        if (!auth_grant_allows(grant, name, true)) {
+            http_api_error(c, 403, "FORBIDDEN", "the token does not allow publishing to a channel",
                            keep_alive);
             goto out;
         }
@@ -439,6 +447,26 @@ static bool authorized(struct conn *c, const char *want, const struct http_reque
     return false;
 }
 
+/* A backend's JWT (auth.h) in place of the API key, on /api/publish and /api/broadcast only:
+ * its publish claim says where it may publish. Returns 1 with *grant (the caller frees it), 0
+ * when the request carries no JWT (the API key rules apply), -1 when a JWT was refused (answered
+ * 401, with why). */
+static int jwt_credential(struct conn *c, const struct http_request *req, bool keep_alive,
+                          struct auth_grant **grant)
+{
+    struct span a = req->authorization;
+    if (!auth_has_key() || !a.base || a.len <= 7 || strncasecmp(a.base, "Bearer ", 7) != 0)
+        return 0;
+    struct span tok = {a.base + 7, a.len - 7};
+    if (!memchr(tok.base, '.', tok.len))
+        return 0; /* an API key, not a JWT */
+    const char *why = auth_verify(tok, c->w->now_ms, grant);
+    if (!why)
+        return 1;
+    http_api_error(c, 401, "UNAUTHORIZED", why, keep_alive);
+    return -1;
+}
+
 static bool is_get(const struct http_request *req)
 {
     return span_eq_lit(req->method, "GET");
@@ -460,15 +488,19 @@ static void handle(struct conn *c, const struct http_request *req, struct span b
                        keep_alive && !persistent);
         return;
     }
-    conn_debug(c, "HTTP %.*s %.*s", (int)req->method.len, req->method.base, (int)req->target.len,
-               req->target.base);
+    if (log_min_level <= LOG_LVL_DEBUG) {
+        char target[512];
+        auth_redact_target(req->target, target, sizeof(target));
+        conn_debug(c, "HTTP %.*s %s", (int)req->method.len, req->method.base, target);
+    }
     bool pub = span_eq_lit(path, "/api/publish"), bcast = span_eq_lit(path, "/api/broadcast");
     bool rooms = span_eq_lit(path, "/api/rooms");
     bool room = !rooms && path.len > 11 && memcmp(path.base, "/api/rooms/", 11) == 0;
     bool status = span_eq_lit(path, "/api/status");
+    bool poll = path.len > 10 && memcmp(path.base, "/api/poll/", 10) == 0;
     bool health_p = span_eq_lit(path, "/health"), metrics = span_eq_lit(path, "/metrics");
     bool dash = span_eq_lit(path, "/");
-    if (!pub && !bcast && !rooms && !room && !status && !health_p && !metrics && !dash) {
+    if (!pub && !bcast && !rooms && !room && !status && !health_p && !metrics && !poll && !dash) {
         http_api_error(c, 404, "NOT_FOUND", "no such endpoint (see docs/http-api.md)", keep_alive);
         return;
     }
@@ -477,11 +509,15 @@ static void handle(struct conn *c, const struct http_request *req, struct span b
         return;
     }
     /* /health, /metrics and the dashboard (/) are open unless --metrics-key is set; the rest
-     * needs --api-key. */
+     * needs --api-key (or, to publish, a JWT). */
     bool open = health_p || metrics || dash;
     const char *key = open ? cfg->metrics_key : cfg->api_key;
-    if ((key[0] || !open) && !authorized(c, key, req, keep_alive))
-        return;
+    struct auth_grant *grant = NULL;
+    if ((key[0] || !open) && !key_ok(key, req)) {
+        int j = (pub || bcast) ? jwt_credential(c, req, keep_alive, &grant) : 0;
+        if (j < 0 || (j == 0 && !authorized(c, key, req, keep_alive)))
+            return;
+    }
     if (health_p) {
         health(c, keep_alive);
         return;
@@ -492,11 +528,13 @@ static void handle(struct conn *c, const struct http_request *req, struct span b
         return;
     }
     if (w->draining) {
+        auth_grant_free(grant);
         http_api_error(c, 503, "SHUTTING_DOWN", "the server is shutting down", false);
         return;
     }
     if (pub || bcast) {
-        do_publish(c, body, bcast, keep_alive);
+        do_publish(c, body, bcast, keep_alive, grant);
+        auth_grant_free(grant);
         return;
     }
     if (c->http_jobs >= HTTP_API_MAX_JOBS) {
@@ -505,7 +543,9 @@ static void handle(struct conn *c, const struct http_request *req, struct span b
                        "too many answers waiting on this connection: read them first", keep_alive);
         return;
     }
-    if (room)
+    if (poll)
+        http_poll_start(c, (struct span){path.base + 10, path.len - 10}, req->query, keep_alive);
+    else if (room)
         http_stats_start(c, JOB_ROOM, keep_alive, (struct span){path.base + 11, path.len - 11});
     else
         http_stats_start(c,
@@ -516,22 +556,6 @@ static void handle(struct conn *c, const struct http_request *req, struct span b
 }
 
 /* ---- framing ---- */
-
-/* True when buf holds the blank line that ends a request head; searches only new bytes. */
-static bool head_complete(struct conn *c, const uint8_t *buf, size_t len)
-{
-    size_t i = c->head_scanned > 2 ? c->head_scanned - 2 : 0;
-    for (; i < len; i++) {
-        if (buf[i] != '\n')
-            continue;
-        if (i + 1 < len && buf[i + 1] == '\n')
-            return true;
-        if (i + 2 < len && buf[i + 1] == '\r' && buf[i + 2] == '\n')
-            return true;
-    }
-    c->head_scanned = (uint32_t)len;
-    return false;
-}
 
 /* The connection holds one of max_connections from its first request on: API clients and
  * WebSocket clients share the limit. False (answered 503) when it is reached. */
@@ -561,7 +585,7 @@ int http_api_consume(struct conn *c, uint8_t *buf, size_t len, size_t *need)
         return 0;
     }
     bool first = c->head_scanned == 0;
-    if (!c->http_need && !head_complete(c, buf, len) && !first && len <= HTTP_API_MAX_HEAD)
+    if (!c->http_need && !conn_head_complete(c, buf, len) && !first && len <= HTTP_API_MAX_HEAD)
         return 0;
     int r = http_request_parse((const char *)buf, len, HTTP_API_MAX_HEAD, &req);
     if (r == HTTP_NEED_MORE)

@@ -65,6 +65,12 @@ void http_api_on_xmsg(struct worker *w, struct xmsg *m);
 /* Frees the worker's jobs still waiting (shutdown, after every thread has stopped). */
 void http_api_free_jobs(struct worker *w);
 
+/* http_poll.c: GET /api/poll/{channel}?since&epoch&wait; answers c itself. */
+void http_poll_start(struct conn *c, struct span name_pct, struct span query, bool keep_alive);
+/* An XM_POLL_ACK from the room's home (or the home's direct answer): renders the job's
+ * answer, drops the frame references and frees m. */
+void http_api_poll_ack(struct worker *w, struct xmsg *m);
+
 /* ---- shared by http_api.c and http_stats.c ---- */
 
 enum http_job_kind {
@@ -73,6 +79,7 @@ enum http_job_kind {
     JOB_METRICS, /* /metrics: the same, rendered for Prometheus */
     JOB_ROOMS,   /* /api/rooms: a page of every worker's home rooms */
     JOB_ROOM,    /* /api/rooms/{name}: one room, from its home */
+    JOB_POLL,    /* /api/poll/{channel}: events from the room's history (http_poll.c) */
 };
 
 struct http_pub_result {

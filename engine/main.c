@@ -22,7 +22,9 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "auth.h"
 #include "config.h"
+#include "edge.h"
 #include "defaults.h"
 #include "listen.h"
 #include "log.h"
@@ -192,6 +194,8 @@ int main(int argc, char **argv)
     signal(SIGPIPE, SIG_IGN);
 
     raise_fd_limit(&cfg);
+    if (auth_init(&cfg) != 0 || edge_init(&cfg) != 0)
+        return 2;
 
     /* OpenSSL loads and initializes its providers on the first digest: do it now, so the first
      * client does not wait for it and the megabyte of code it pages in is startup cost. */
@@ -320,6 +324,9 @@ int main(int argc, char **argv)
         worker_free(workers[i]);
     }
     metrics_log(&total);
+    edge_log_totals();
+    auth_shutdown();
+    edge_shutdown();
     io_uring_queue_exit(&main_ring);
     pthread_cond_destroy(&eng.cond);
     pthread_mutex_destroy(&eng.lock);

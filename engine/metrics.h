@@ -37,6 +37,12 @@ struct metrics {
     uint64_t http_publishes;  /* events published through the HTTP API (one per channel) */
     /* HTTP API answers by status: index from http_api's status table (metrics_prom.c) */
     uint64_t http_status[16];
+
+    /* Room history (history.h) */
+    uint64_t resumes;         /* subscribes with since, answered here (home) */
+    uint64_t resumes_lost;    /* ... answered "recovered":false */
+    uint64_t replayed;        /* history frames sent to resuming members (home) */
+    uint64_t history_evicted; /* idle rooms freed with their history under max-rooms */
 };
 
 struct worker;

@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "conn.h"
+#include "edge.h"
 #include "metrics.h"
 #include "sendq.h"
 #include "worker.h"
@@ -154,6 +155,23 @@ bool metrics_prom_render(const struct metrics_snap *snaps, unsigned n, int64_t u
                 i, (unsigned long long)m->refused_full, i, (unsigned long long)m->refused_pending,
                 i, (unsigned long long)m->handshake_errors);
     }
+    /* Edge refusals (edge.h) are counted process-wide, not per worker. */
+    tprintf(&b,
+            "# HELP ringcast_edge_refusals_total Upgrades refused by auth, Origin or the per-IP "
+            "limits, all workers.\n# TYPE ringcast_edge_refusals_total counter\n"
+            "ringcast_edge_refusals_total{reason=\"auth\"} %llu\n"
+            "ringcast_edge_refusals_total{reason=\"origin\"} %llu\n"
+            "ringcast_edge_refusals_total{reason=\"per_ip_concurrent\"} %llu\n"
+            "ringcast_edge_refusals_total{reason=\"per_ip_rate\"} %llu\n"
+            "ringcast_edge_refusals_total{reason=\"per_ip_table_full\"} %llu\n"
+            "# HELP ringcast_per_ip_entries Per-IP table entries holding an address.\n"
+            "# TYPE ringcast_per_ip_entries gauge\nringcast_per_ip_entries %u\n",
+            (unsigned long long)atomic_load(&edge_stats.auth),
+            (unsigned long long)atomic_load(&edge_stats.origin),
+            (unsigned long long)atomic_load(&edge_stats.ip_concurrent),
+            (unsigned long long)atomic_load(&edge_stats.ip_rate),
+            (unsigned long long)atomic_load(&edge_stats.table_full),
+            atomic_load(&edge_stats.entries));
     tprintf(&b, "# HELP ringcast_connections_closed_total Connections closed by the server, by "
                 "reason.\n# TYPE ringcast_connections_closed_total counter\n");
     for (unsigned i = 0; i < n; i++) {
@@ -176,6 +194,14 @@ bool metrics_prom_render(const struct metrics_snap *snaps, unsigned n, int64_t u
     FAMILY("ringcast_http_publishes_total", "counter",
            "Events published through the HTTP API (one per channel).", m.http_publishes);
     FAMILY("ringcast_deliveries_total", "counter", "Events queued to subscribers.", m.deliveries);
+    FAMILY("ringcast_resumes_total", "counter", "Subscribes with since, answered by the home.",
+           m.resumes);
+    FAMILY("ringcast_resumes_unrecovered_total", "counter",
+           "Resumes answered recovered:false (history lost, evicted or expired).", m.resumes_lost);
+    FAMILY("ringcast_replayed_total", "counter", "Kept events replayed to resuming subscribers.",
+           m.replayed);
+    FAMILY("ringcast_history_evicted_total", "counter",
+           "Rooms kept only by history, freed at max-rooms.", m.history_evicted);
     FAMILY("ringcast_rate_limited_total", "counter",
            "Messages and requests refused by the rate limit.", m.rate_limited);
     FAMILY("ringcast_overloaded_total", "counter",

@@ -10,6 +10,7 @@
 
 #include "conn.h"
 #include "frame.h"
+#include "history.h"
 #include "proto/json.h"
 #include "sendq.h"
 
@@ -90,11 +91,13 @@ void room_table_init(struct room_table *t, _Atomic unsigned *total)
     }
     t->count = 0;
     t->total = total;
+    t->idle_head = t->idle_tail = NULL;
 }
 
 static void room_free(struct room_table *t, struct room *r)
 {
     atomic_fetch_sub_explicit(t->total, 1, memory_order_relaxed);
+    history_free(r->hist);
     free(r->wcount);
     free(r);
 }
@@ -169,6 +172,7 @@ struct room *room_get(struct room_table *t, uint32_t hash, const char *name, siz
     memcpy(r->name, name, len);
     memcpy(r->name + len, esc + 1, esc_len);
     r->is_home = is_home;
+    r->epoch = is_home ? history_epoch_new() : 0;
     atomic_fetch_add_explicit(t->total, 1, memory_order_relaxed);
     if (t->count >= t->nbuckets)
         grow(t);
@@ -179,8 +183,39 @@ struct room *room_get(struct room_table *t, uint32_t hash, const char *name, siz
     return r;
 }
 
+void room_idle_del(struct room_table *t, struct room *r)
+{
+    if (!r->idle)
+        return;
+    if (r->iprev)
+        r->iprev->inext = r->inext;
+    else
+        t->idle_head = r->inext;
+    if (r->inext)
+        r->inext->iprev = r->iprev;
+    else
+        t->idle_tail = r->iprev;
+    r->inext = r->iprev = NULL;
+    r->idle = false;
+}
+
+void room_idle_push(struct room_table *t, struct room *r, int64_t now_ms)
+{
+    room_idle_del(t, r);
+    r->idle = true;
+    r->idle_ms = now_ms;
+    r->inext = NULL;
+    r->iprev = t->idle_tail;
+    if (t->idle_tail)
+        t->idle_tail->inext = r;
+    else
+        t->idle_head = r;
+    t->idle_tail = r;
+}
+
 void room_remove(struct room_table *t, struct room *r)
 {
+    room_idle_del(t, r);
     struct room **pp = &t->buckets[r->hash & (t->nbuckets - 1)];
     while (*pp != r)
         pp = &(*pp)->hnext;
@@ -197,6 +232,8 @@ struct member *room_member_add(struct room *r, struct conn *c)
     m->conn = c;
     m->room = r;
     m->pend = NULL;
+    m->resume = 0;
+    m->presence = false;
     m->rprev = NULL;
     m->rnext = r->members;
     if (r->members)
@@ -209,9 +246,9 @@ struct member *room_member_add(struct room *r, struct conn *c)
     return m;
 }
 
-bool room_member_hold(struct member *m, uint64_t pos, struct frame *f)
+bool room_member_hold(struct member *m, uint64_t pos, struct frame *f, struct span id, bool since)
 {
-    struct pend *p = malloc(sizeof(*p));
+    struct pend *p = malloc(sizeof(*p) + id.len);
     if (!p) {
         frame_release(f);
         return false;
@@ -219,6 +256,10 @@ bool room_member_hold(struct member *m, uint64_t pos, struct frame *f)
     p->next = NULL;
     p->pos = pos;
     p->f = f;
+    p->since = since;
+    p->id_len = (uint32_t)id.len;
+    if (id.len)
+        memcpy(p->id, id.base, id.len);
     struct pend **pp = &m->pend;
     while (*pp)
         pp = &(*pp)->next;

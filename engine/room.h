@@ -8,9 +8,10 @@
  *
  * One struct room serves both roles on a worker. A room lives while anything needs it: local
  * subscribers, a join waiting for the home's answer, a count the home has yet to hear, or (on
- * the home) subscribers on other workers. An empty room is freed, so a room's seq starts again
- * at 1 when a name is used after nobody was subscribed to it; the count of rooms is bounded by
- * max_rooms (checked when a subscribe would create one).
+ * the home) subscribers on other workers, kept events or waiting polls (history.h). Otherwise it
+ * is freed, so a room's seq starts again at 1 (under a new epoch) when its name is used again;
+ * the count of rooms is bounded by max_rooms (checked when a subscribe, or a publish that keeps
+ * history, would create one; rooms kept only by history give way first).
  *
  * The hash is SipHash-1-3 under a key drawn at startup (as Redis keys its dict): names cannot
  * be chosen to fill one bucket or one worker.
@@ -35,12 +36,17 @@
 
 struct conn;
 struct frame;
+struct history;
+struct xmsg;
 
 /* A "subscribed" reply held in its connection's queue until the home acks the join. */
 struct pend {
     struct pend *next;
     uint64_t pos;    /* the held entry's queue position (sendq.h) */
     struct frame *f; /* a reference of our own */
+    bool since;      /* the subscribe asked to resume: its answer says "recovered" */
+    uint32_t id_len; /* the request's id, to write the answer again once the epoch is known */
+    char id[];
 };
 
 struct member {
@@ -52,6 +58,11 @@ struct member {
      * ack, in request order (a client may subscribe again before it). A pending member
      * receives no events. */
     struct pend *pend;
+    /* Non-zero while the member waits for its resume (history.h): the token the home's
+     * RESUME_ACK must carry. A resuming member receives no live events, and a join ack does
+     * not release it: the resume ack queues the replay, then releases its replies. */
+    uint64_t resume;
+    bool presence; /* asked for $presence.join/leave events of this room */
 };
 
 enum room_join {
@@ -79,6 +90,18 @@ struct room {
     uint64_t mask;    /* workers (other than the home) with subscribers */
     uint64_t remote;  /* subscribers on other workers */
     uint32_t *wcount; /* per-worker counts, nworkers entries; NULL with one worker */
+    /* Delivery guarantees (history.h). On the home: the room's epoch (random at creation,
+     * never 0), its last events and the long polls waiting for the next one. Elsewhere: the
+     * home's epoch as its join ack said (stable while we have subscribers: they keep the home's
+     * room alive). */
+    uint64_t epoch;
+    struct history *hist;       /* home: the last history-size events, NULL until the first */
+    struct xmsg *waiters;       /* home: parked long polls (XM_POLL), answered by the next event */
+    struct room *wnext;         /* the worker's list of rooms with waiters */
+    struct room *inext, *iprev; /* the table's idle list: home rooms kept only by history */
+    int64_t idle_ms;            /* when it went on the idle list (or last published to there) */
+    bool idle;
+    bool has_waiters; /* on the worker's waiter-room list */
     char name[];      /* name_len bytes, then esc_len bytes */
 };
 
@@ -96,6 +119,9 @@ struct room_table {
     unsigned nbuckets; /* a power of two */
     unsigned count;
     _Atomic unsigned *total; /* rooms of all workers' tables (the max_rooms gate) */
+    /* Home rooms with no subscriber that live for their history, oldest first: the first to
+     * go under --max-rooms pressure or when --history-ttl has passed (history.h). */
+    struct room *idle_head, *idle_tail;
 };
 
 /* Draws the process's hash key; once, before any worker starts. */
@@ -117,14 +143,19 @@ struct room *room_find(struct room_table *t, uint32_t hash, const char *name, si
  * memory is short. */
 struct room *room_get(struct room_table *t, uint32_t hash, const char *name, size_t len,
                       bool is_home, unsigned nworkers);
-/* Unlinks and frees r (no members left). */
+/* Unlinks and frees r (no members left), with its history. */
 void room_remove(struct room_table *t, struct room *r);
+/* Puts r at the tail of the idle list (or moves it there), stamped now_ms. */
+void room_idle_push(struct room_table *t, struct room *r, int64_t now_ms);
+/* Takes r off the idle list, if it is on it. */
+void room_idle_del(struct room_table *t, struct room *r);
 
 /* Adds c to r (on both lists). Returns the membership, or NULL when memory is short. */
 struct member *room_member_add(struct room *r, struct conn *c);
-/* Appends a held reply (position pos, one reference of f passing in) to m's pending list.
- * False when memory is short (the reference is dropped). */
-bool room_member_hold(struct member *m, uint64_t pos, struct frame *f);
+/* Appends a held reply (position pos, one reference of f passing in, the request's id and
+ * whether it asked to resume) to m's pending list. False when memory is short (the reference
+ * is dropped). */
+bool room_member_hold(struct member *m, uint64_t pos, struct frame *f, struct span id, bool since);
 /* Releases m's held replies into its connection's queue, in order: m is no longer pending. */
 void room_member_release(struct member *m);
 /* Removes a membership from both lists and frees it (releasing held replies: the

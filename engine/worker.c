@@ -15,6 +15,7 @@
 #include "broadcast.h"
 #include "conn.h"
 #include "frame.h"
+#include "history.h"
 #include "http_api.h"
 #include "listen.h"
 #include "log.h"
@@ -288,6 +289,7 @@ void worker_free(struct worker *w)
         w->retry = m->next;
         bc_discard_xmsg(m);
     }
+    history_free_waiters(w);
     http_api_free_jobs(w); /* answers whose last part was discarded at shutdown */
     free(w->xin);
     free(w->xout);
@@ -386,6 +388,7 @@ static void drain_start(struct worker *w)
     if (w->draining)
         return;
     w->draining = true;
+    history_drain(w); /* parked long polls are answered now */
     w->drain_deadline_ms = w->mono_ms + (int64_t)w->cfg->drain_timeout_s * 1000;
     w->drain_log_ms = w->mono_ms;
     listen_stop(w);
@@ -397,23 +400,35 @@ static void drain_start(struct worker *w)
     atomic_fetch_add(&w->eng->quiesced, 1);
 }
 
-/* True when every worker has stopped taking requests and every link is empty. */
-static bool links_quiet(struct worker *w)
+/* True when every worker has stopped taking requests and every link is empty; otherwise says
+ * what it still waits for in why (for the progress line). */
+static bool links_quiet(struct worker *w, char *why, size_t cap)
 {
     struct engine *e = w->eng;
-    if (atomic_load(&e->quiesced) < e->nworkers)
+    unsigned q = atomic_load(&e->quiesced);
+    if (q < e->nworkers) {
+        snprintf(why, cap, "%u of %u workers have stopped taking requests", q, e->nworkers);
         return false;
+    }
     for (unsigned i = 0; i < e->nworkers; i++)
-        for (unsigned j = 0; j < e->nworkers; j++)
-            if (i != j && atomic_load(&e->workers[i]->xout[j].posted) !=
-                              atomic_load(&e->workers[j]->xin[i].consumed))
+        for (unsigned j = 0; j < e->nworkers; j++) {
+            if (i == j)
+                continue;
+            uint64_t posted = atomic_load(&e->workers[i]->xout[j].posted);
+            uint64_t consumed = atomic_load(&e->workers[j]->xin[i].consumed);
+            if (posted != consumed) {
+                snprintf(why, cap, "link w%u->w%u has %llu messages in flight", i, j,
+                         (unsigned long long)(posted - consumed));
                 return false;
+            }
+        }
     return true;
 }
 
 static void drain_step(struct worker *w)
 {
-    if (!w->closing_all && links_quiet(w)) {
+    char why[96] = "";
+    if (!w->closing_all && links_quiet(w, why, sizeof(why))) {
         w->closing_all = true;
         /* Already-queued events go first: the close frame is queued behind them. */
         for (unsigned i = 0; i < w->nslots; i++) {
@@ -423,14 +438,18 @@ static void drain_step(struct worker *w)
         }
         conn_reap(w);
     }
-    if (w->mono_ms - w->drain_log_ms >= 1000 && w->nconns) {
+    if (w->mono_ms - w->drain_log_ms >= 1000 && (w->nconns || !w->closing_all)) {
         uint64_t bytes = 0;
         for (unsigned i = 0; i < w->nslots; i++)
             if (w->slots[i] && w->slots[i]->oq)
                 bytes += w->slots[i]->oq->bytes;
-        log_info("draining: %u connections still closing, %llu bytes queued%s", w->nconns,
-                 (unsigned long long)bytes,
-                 w->closing_all ? "" : ", waiting for other workers' events in flight");
+        if (w->closing_all)
+            log_info("draining: %u connections still closing, %llu bytes queued", w->nconns,
+                     (unsigned long long)bytes);
+        else
+            log_info("draining: %u connections, %llu bytes queued; waiting for other workers' "
+                     "events in flight (%s)",
+                     w->nconns, (unsigned long long)bytes, why);
         w->drain_log_ms = w->mono_ms;
     }
 }
@@ -451,6 +470,7 @@ static void on_tick(struct worker *w)
 {
     w->tick = (uint64_t)(w->mono_ms - w->start_mono_ms) / WORKER_TICK_MS;
     tw_advance(&w->tw, w->tick, conn_on_timer, w);
+    history_tick(w);
     if (w->draining && w->mono_ms >= w->drain_deadline_ms) {
         if (w->nconns)
             log_warn("drain timeout (%us): aborting %u connections", w->cfg->drain_timeout_s,

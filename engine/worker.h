@@ -153,6 +153,9 @@ struct worker {
     int64_t refused_log_ms;
     int64_t xdrop_log_ms;
     struct http_job *http_jobs; /* HTTP API answers waiting for other workers (http_api.h) */
+    struct room *poll_rooms;    /* home rooms with parked long polls (history.h) */
+    unsigned npolls;            /* parked long polls: at most HISTORY_POLL_MAX_WAITING */
+    uint64_t resume_token;      /* the last resume token given to a member (room.h) */
     struct outq *oq_pool;       /* idle queue blocks kept for reuse */
     unsigned oq_pool_n;
 

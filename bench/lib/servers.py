@@ -51,12 +51,20 @@ def _lws(build):
     return [os.path.join(build, "bench", "peers", "lws", "lws-broadcast")]
 
 
+def _floor(build):
+    return [os.path.join(build, "bench", "floor")]
+
+
 SPECS = {
     "ringcast": Spec("ringcast", "ringcast", "ringcast engine (io_uring), --threads 1", _ringcast),
     "node": Spec("node", "node-ws", "Node.js ws, one process", _node),
     "python": Spec("python", "python-websockets", "Python websockets (asyncio), one process",
                    _python),
     "lws": Spec("lws", "lws", "libwebsockets, single-threaded service loop", _lws),
+    # Not a peer: the kernel floor for the same sends (bench/floor.c), for the rooms-100
+    # comparison; bench/run runs it only when asked (--servers ringcast,floor).
+    "floor": Spec("floor", "floor (raw io_uring)",
+                  "bench/floor.c: encode once, one send per subscriber, nothing else", _floor),
 }
 
 

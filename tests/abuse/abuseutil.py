@@ -403,3 +403,9 @@ __all__ = ["Peer", "open_peers", "pump", "publish_frame", "contiguous", "rst_clo
            "wait_rss_settle", "ping_roundtrip", "connect", "handshake_request", "Closed",
            "close_payload", "req_frame", "worker_of", "blast", "read_stream", "StreamEnd",
            "engine_end_problems", "serving", "start_own_engine", "kill_engine"]
+
+
+def finish(e, what):
+    """Fails with what went wrong at the end of an own engine's life (exit status, sanitizer)."""
+    problems = engine_end_problems(e)
+    assert not problems, f"{what}: " + "\n".join(problems)

@@ -55,3 +55,21 @@ def _engine_survives(request):
     problem = wsraw.survival_problem(request.getfixturevalue("engine"))
     if problem:
         pytest.fail(problem, pytrace=False)
+
+
+@pytest.fixture
+def own():
+    """Starts engines with their own flags (and environment) that a test kills and checks
+    itself (abuseutil.finish); whatever is left is killed at teardown."""
+    from abuseutil import kill_engine, start_own_engine
+
+    started = []
+
+    def start(args, env=None):
+        e = start_own_engine(args, env)
+        started.append(e)
+        return e
+
+    yield start
+    for e in started:
+        kill_engine(e)

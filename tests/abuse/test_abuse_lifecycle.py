@@ -16,10 +16,7 @@ import os
 import socket
 import time
 
-import pytest
-
-from abuseutil import (blast, engine_end_problems, kill_engine, read_stream, req_frame, serving,
-                       start_own_engine, worker_of)
+from abuseutil import blast, finish, read_stream, req_frame, serving, worker_of
 from wsraw import Conn, connect
 
 # Twice the default max-message-bytes: the smallest queue cap the engine accepts with it.
@@ -28,25 +25,6 @@ CRASH_ARGS = ["--threads", "2", "--max-queue-bytes", str(QUEUE_CAP), "--rate-lim
 RCVBUF = 4096
 LONG_ID = "i" * 4096
 ROUNDS_PARTIAL = int(os.environ.get("RINGCAST_PARTIAL_ROUNDS", "6"))
-
-
-@pytest.fixture
-def own():
-    started = []
-
-    def start(args, env=None):
-        e = start_own_engine(args, env)
-        started.append(e)
-        return e
-
-    yield start
-    for e in started:
-        kill_engine(e)
-
-
-def finish(e, what):
-    problems = engine_end_problems(e)
-    assert not problems, f"{what}: " + "\n".join(problems)
 
 
 def check_hostile_closed(ends, what):

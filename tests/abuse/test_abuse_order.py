@@ -10,30 +10,10 @@ import time
 
 import pytest
 
-from abuseutil import (Peer, engine_end_problems, kill_engine, publish_frame, pump,
-                       req_frame, start_own_engine, worker_of)
+from abuseutil import Peer, finish, publish_frame, pump, req_frame, worker_of
 from wsraw import OP_TEXT, Conn, build_frame
 
 NAMES = 16
-
-
-@pytest.fixture
-def own():
-    started = []
-
-    def start(args, env=None):
-        e = start_own_engine(args, env)
-        started.append(e)
-        return e
-
-    yield start
-    for e in started:
-        kill_engine(e)
-
-
-def finish(e, what):
-    problems = engine_end_problems(e)
-    assert not problems, f"{what}: " + "\n".join(problems)
 
 
 def read_replies(c, n, timeout=5.0, extra_wait=0.25):

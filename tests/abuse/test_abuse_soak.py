@@ -21,8 +21,8 @@ import time
 
 import pytest
 
-from abuseutil import (blast, engine_end_problems, kill_engine, read_stream, req_frame,
-                       rst_close, serving, start_own_engine, wait_rss_settle)
+from abuseutil import (blast, engine_end_problems, read_stream, req_frame, rst_close, serving,
+                       wait_rss_settle)
 from wsraw import OP_PING, OP_TEXT, Conn, build_frame, build_dir, connect, frame_header
 
 SOAK_S = float(os.environ.get("RINGCAST_SOAK_S", "60"))
@@ -238,20 +238,6 @@ class Hostiles:
                     if len(self.errors) < 20:
                         self.errors.append(f"{kind}: {type(exc).__name__}: {exc}")
             self.rounds += 1
-
-
-@pytest.fixture
-def own():
-    started = []
-
-    def start(args, env=None):
-        e = start_own_engine(args, env)
-        started.append(e)
-        return e
-
-    yield start
-    for e in started:
-        kill_engine(e)
 
 
 def test_soak_hostiles_and_1000_subscribers(own, tmp_path):

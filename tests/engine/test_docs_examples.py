@@ -21,6 +21,7 @@ REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 def _norm(s):
     s = re.sub(r'"timestamp":"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z"', '"timestamp":"T"', s)
     s = re.sub(r'"connection_id":"[^"]*"', '"connection_id":"C"', s)
+    s = re.sub(r'"epoch":"[0-9a-f]{16}"', '"epoch":"E"', s)
     return re.sub(r'"seq":\d+', '"seq":N', s)
 
 

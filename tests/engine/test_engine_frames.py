@@ -171,6 +171,7 @@ def test_fragmented_request_reassembled_with_ping_between_fragments(engine):
     assert op == OP_PONG and payload == b"between", (op, payload)
     r = ws.recv_json()
     assert r["type"] == "response" and r["correlation_id"] == "frag-1", r
+    assert len(r["data"].pop("epoch")) == 16
     assert r["data"] == {"status": "subscribed", "channel": "frag"}
     ws.close()
 

@@ -105,6 +105,7 @@ def test_publish_response_fields(engine):
     assert r["type"] == "response"
     assert r["event"] == "publish"
     assert r["correlation_id"] == 7
+    assert len(r["data"].pop("epoch")) == 16  # the room's epoch (history, issue 11)
     assert r["data"] == {"status": "published", "channel": "resp-room", "seq": 1, "subscribers": 2}
     assert TS_RE.match(r["timestamp"])
 

@@ -374,10 +374,12 @@ def test_19_documented_ci_recipe_runs(tmp_path):
              if "- run:" in l]
     steps = [s for s in steps if s.startswith("bench/gate")]
     assert len(steps) >= 2, steps
-    # Shorter and smaller than the reference run, and a loose regression limit: this checks
-    # that the recipe works, not this shared machine's noise (issue 16 item 16).
+    # Shorter and smaller than the reference run, and loose latency and regression limits: this
+    # checks that the recipe works, not this shared machine's noise or an ASan build's speed
+    # (issue 16 item 16).
     env = dict(os.environ, RINGCAST_BUILD=BUILD, RINGCAST_GATE_PORT=str(free_port()),
-               RINGCAST_GATE_EXTRA="--duration 1s --warmup 200ms --drain 1s --connections 50")
+               RINGCAST_GATE_EXTRA="--duration 1s --warmup 200ms --drain 1s --connections 50 "
+                                   "--max-p99 10s")
     for step in steps:
         step = step.replace("bench/gate", os.path.join(REPO, "bench", "gate"), 1)
         if "--baseline" in step:
