@@ -123,7 +123,8 @@ async function main() {
              chartPoints: document.querySelector('#chart-deliveries polyline')
                .getAttribute('points').split(' ').length,
              scripts: [...document.scripts].map((s) => s.src).filter(Boolean),
-             links: [...document.querySelectorAll('link[href]')].length };
+             links: [...document.querySelectorAll('link[href]')].length,
+             href: location.href };
   })()`);
   const png = await send('Page.captureScreenshot', { format: 'png' }, sessionId);
   fs.writeFileSync(shot, Buffer.from(png.data, 'base64'));

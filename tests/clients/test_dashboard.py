@@ -91,3 +91,48 @@ def test_dashboard_live_in_chromium(tmp_path, node, chromium):
     with open(shot, "rb") as f:
         png = f.read()
     assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 10000
+
+
+def test_dashboard_with_auth_required_uses_its_token(tmp_path, node, chromium):
+    """--auth required: /?token=JWT (channels claim allowing "$sys") goes live; the token travels
+    as the WebSocket subprotocol and leaves the address bar."""
+    import base64
+    import hashlib
+    import hmac
+    import time
+
+    secret = b"dashboard-test-secret-0123456789abcdef"
+    (tmp_path / "jwt.secret").write_bytes(secret + b"\n")
+
+    def b64(d):
+        return base64.urlsafe_b64encode(d).rstrip(b"=").decode()
+
+    si = (b64(json.dumps({"alg": "HS256", "typ": "JWT"}).encode()) + "."
+          + b64(json.dumps({"sub": "ops", "exp": int(time.time()) + 300,
+                            "channels": ["$sys"]}).encode()))
+    token = si + "." + b64(hmac.new(secret, si.encode(), hashlib.sha256).digest())
+    e = Engine(["--threads", "2", "--auth", "required",
+                "--jwt-secret-file", str(tmp_path / "jwt.secret")])
+    shot = str(tmp_path / "dashboard-auth.png")
+
+    async def go():
+        proc = await asyncio.create_subprocess_exec(
+            node, os.path.join(HERE, "dashboard_client.js"),
+            f"http://{e.host}:{e.port}/?token={token}", shot,
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=HERE,
+            env=dict(os.environ, CHROMIUM=chromium))
+        first = await asyncio.wait_for(proc.stdout.readline(), 100)
+        proc.stdin.write(b"DONE\n")
+        await proc.stdin.drain()
+        out, err = await asyncio.wait_for(proc.communicate(), 60)
+        return first, proc.returncode, out.decode(), err.decode()
+
+    try:
+        first, rc, out, err = run(go(), timeout=180)
+    finally:
+        e.stop()
+    e.check_clean_exit()
+    assert first.strip() == b"READY", (first, out[-2000:], err[-2000:])
+    res = json.loads(out.strip().splitlines()[-1])
+    assert rc == 0 and res["final"]["events"] >= 2 and res["dom"]["status"] == "live", res
+    assert token not in res["dom"]["href"]
