@@ -472,9 +472,19 @@ static void on_tick(struct worker *w)
     tw_advance(&w->tw, w->tick, conn_on_timer, w);
     history_tick(w);
     if (w->draining && w->mono_ms >= w->drain_deadline_ms) {
-        if (w->nconns)
+        if (w->nconns && w->mono_ms - w->drain_log_ms >= 1000) {
             log_warn("drain timeout (%us): aborting %u connections", w->cfg->drain_timeout_s,
                      w->nconns);
+            w->drain_log_ms = w->mono_ms;
+            /* Connections that outlive their abort hold a reference they should not: name
+             * them, so a stuck exit says why. */
+            for (unsigned i = 0; i < w->nslots; i++) {
+                struct conn *c = w->slots[i];
+                if (c && c->state == CONN_CLOSED)
+                    log_warn("exit: w%u-%llu still held after its abort: ops %u flags 0x%x", w->id,
+                             (unsigned long long)c->serial, c->ops, c->flags);
+            }
+        }
         w->closing_all = true;
         abort_all(w);
     }
@@ -604,16 +614,20 @@ static void settle(struct worker *w, _Atomic unsigned *counter)
 {
     atomic_fetch_add(counter, 1);
     struct __kernel_timespec ts = {.tv_sec = 0, .tv_nsec = 10 * 1000000LL};
-    unsigned quiet = 0;
+    unsigned quiet = 0, rounds = 0;
     /* Wait for the others, then for a few quiet rounds: replies to replies (a join ack
      * answered with a count) die out within a couple of hops. */
     while (atomic_load(counter) < w->eng->nworkers || quiet < 5) {
         struct io_uring_cqe *cqe;
         io_uring_submit_and_wait_timeout(&w->ring, &cqe, 1, &ts, NULL);
-        quiet = run_completions(w) ? 0 : quiet + 1;
+        unsigned n = run_completions(w);
+        quiet = n ? 0 : quiet + 1;
+        if (++rounds % 300 == 0) /* about every 3 s: say what the exit waits for */
+            log_warn("exit: %u of %u workers have finished this phase; %u completions in the "
+                     "last round, %u connections left here",
+                     atomic_load(counter), w->eng->nworkers, n, w->nconns);
     }
 }
-
 static void *worker_main(void *arg)
 {
     struct worker *w = arg;
