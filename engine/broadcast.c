@@ -569,7 +569,8 @@ void bc_publish(struct conn *c, struct span name, struct span event, struct span
     m->id_len = (uint32_t)id.len;
     char *p = m->data + name.len;
     memcpy(p, event.base, event.len);
-    memcpy(p + event.len, payload.base, payload.len);
+    if (payload.len) /* a publish without a payload has a NULL span too */
+        memcpy(p + event.len, payload.base, payload.len);
     if (id.len) /* a publish without an id has a NULL span: memcpy(NULL, 0) is UB */
         memcpy(p + event.len + payload.len, id.base, id.len);
     post_xmsg(w, home, m);

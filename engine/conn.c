@@ -401,9 +401,10 @@ static int handshake(struct conn *c, uint8_t *buf, size_t len, size_t *need)
         http_error(c, req.status, req.reason);
         return -1;
     }
-    if (!req.upgrade_websocket && http_route_ws(req.path, NULL) != 0) {
-        /* Not for a WebSocket endpoint: the HTTP API (http_api.h) serves this connection from
-         * now on, starting again with this request. */
+    if (!req.upgrade_websocket &&
+        (http_route_ws(req.path, NULL) != 0 || span_eq_lit(req.path, "/"))) {
+        /* Not for a WebSocket endpoint (or "/" without an Upgrade: the dashboard): the HTTP API
+         * (http_api.h) serves this connection from now on, starting again with this request. */
         pending_done(c);
         c->state = CONN_HTTP;
         c->flags |= CONN_HTTP_API;

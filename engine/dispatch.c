@@ -16,6 +16,7 @@
 #include "proto/envelope.h"
 #include "proto/ws_frame.h"
 #include "sendq.h"
+#include "sys_stats.h"
 #include "worker.h"
 
 /* Replies are small: the longest is an error with a 255-byte channel name in its message and
@@ -373,6 +374,11 @@ void dispatch_message(struct conn *c, const char *msg, size_t len)
         /* The event name defaults to "message"; a missing payload is sent as null. */
         struct span event = req.pub_event.base ? req.pub_event : SPAN_LIT("message");
         struct span payload = req.payload.base ? req.payload : SPAN_NULL;
+        if (sys_room_reserved(ch)) {
+            error(c, "RESERVED_CHANNEL",
+                  "channels starting with '$' are the server's: subscribe only", req.id);
+            return;
+        }
         bc_publish(c, ch, event, payload, req.id);
     }
 }

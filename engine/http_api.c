@@ -19,6 +19,7 @@
 #include "proto/json.h"
 #include "proto/utf8.h"
 #include "sendq.h"
+#include "sys_stats.h"
 #include "worker.h"
 
 #define TICKS(ms) (((uint64_t)(ms) + WORKER_TICK_MS - 1) / WORKER_TICK_MS)
@@ -269,6 +270,8 @@ void http_api_pub_ack(struct worker *w, void *ctx, uint32_t idx, uint64_t seq, u
                       bool err)
 {
     struct http_job *job = ctx;
+    if (!job) /* the engine's own publish (sys_stats.c): nobody waits for it */
+        return;
     job->res[idx] = (struct http_pub_result){seq, subscribers, err, true};
     pub_put(w, job);
 }
@@ -316,6 +319,12 @@ static void do_publish(struct conn *c, struct span body, bool multi, bool keep_a
         struct span name;
         if ((bad = channel_of(w, json, &toks[first + (int)i], &name)))
             break;
+        if (sys_room_reserved(name)) {
+            http_api_error(c, 403, "RESERVED_CHANNEL",
+                           "channels starting with '$' are the server's: subscribe only",
+                           keep_alive);
+            goto out;
+        }
         if (!auth_grant_allows(grant, name, true)) {
             http_api_error(c, 403, "FORBIDDEN", "the token does not allow publishing to a channel",
                            keep_alive);
@@ -490,7 +499,8 @@ static void handle(struct conn *c, const struct http_request *req, struct span b
     bool status = span_eq_lit(path, "/api/status");
     bool poll = path.len > 10 && memcmp(path.base, "/api/poll/", 10) == 0;
     bool health_p = span_eq_lit(path, "/health"), metrics = span_eq_lit(path, "/metrics");
-    if (!pub && !bcast && !rooms && !room && !status && !health_p && !metrics && !poll) {
+    bool dash = span_eq_lit(path, "/");
+    if (!pub && !bcast && !rooms && !room && !status && !health_p && !metrics && !poll && !dash) {
         http_api_error(c, 404, "NOT_FOUND", "no such endpoint (see docs/http-api.md)", keep_alive);
         return;
     }
@@ -498,16 +508,23 @@ static void handle(struct conn *c, const struct http_request *req, struct span b
         method_not_allowed(c, pub || bcast ? "POST" : "GET", keep_alive);
         return;
     }
-    /* /health and /metrics are open unless --metrics-key is set; the rest needs --api-key. */
-    const char *key = health_p || metrics ? cfg->metrics_key : cfg->api_key;
+    /* /health, /metrics and the dashboard (/) are open unless --metrics-key is set; the rest
+     * needs --api-key (or, to publish, a JWT). */
+    bool open = health_p || metrics || dash;
+    const char *key = open ? cfg->metrics_key : cfg->api_key;
     struct auth_grant *grant = NULL;
-    if ((key[0] || (!health_p && !metrics)) && !key_ok(key, req)) {
+    if ((key[0] || !open) && !key_ok(key, req)) {
         int j = (pub || bcast) ? jwt_credential(c, req, keep_alive, &grant) : 0;
         if (j < 0 || (j == 0 && !authorized(c, key, req, keep_alive)))
             return;
     }
     if (health_p) {
         health(c, keep_alive);
+        return;
+    }
+    if (dash) {
+        http_api_reply(c, 200, "Cache-Control", "no-store", "text/html; charset=utf-8",
+                       (const char *)dashboard_html, dashboard_html_len, keep_alive);
         return;
     }
     if (w->draining) {

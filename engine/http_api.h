@@ -143,4 +143,8 @@ void http_stats_on_xmsg(struct worker *w, struct xmsg *m);
 /* Renders a finished gather job's answer. */
 struct frame *http_stats_render(struct worker *w, struct http_job *job);
 
+/* The dashboard page (GET /), engine/dashboard.html embedded at build time (embed.py). */
+extern const unsigned char dashboard_html[];
+extern const unsigned long dashboard_html_len;
+
 #endif

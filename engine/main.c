@@ -31,6 +31,7 @@
 #include "metrics.h"
 #include "proto/http.h"
 #include "room.h"
+#include "sd_notify.h"
 #include "worker.h"
 
 #ifndef RINGCAST_VERSION
@@ -271,20 +272,26 @@ int main(int argc, char **argv)
     while (atomic_load(&eng.accepting) < n)
         nanosleep(&(struct timespec){0, 1000000}, NULL);
     log_info("listening on %s (%u workers)", where, n);
+    char sd_status[360];
+    snprintf(sd_status, sizeof(sd_status), "listening on %s (%u workers)", where, n);
+    rc_notify_ready(sd_status);
 
     const struct rc_config *cur = &cfg;
     struct cfg_gen *gens = NULL;
     int sig = 0;
     for (;;) {
         sigwait(&sigs, &sig);
-        if (sig == SIGHUP)
+        if (sig == SIGHUP) {
+            rc_notify_reloading();
             cur = reload(&main_ring, &eng, cur, &gens);
-        else if (sig == SIGUSR1)
+            rc_notify_ready(sd_status);
+        } else if (sig == SIGUSR1)
             post_all(&main_ring, workers, n, ud_make(NULL, UD_STATUS));
         else
             break;
     }
     log_info("%s: shutting down (drain timeout %us)", sig_name(sig), cur->drain_timeout_s);
+    rc_notify_stopping("draining");
     post_all(&main_ring, workers, n, ud_make(NULL, UD_SHUTDOWN));
 
     /* The drain: wait for the workers while still taking signals. */

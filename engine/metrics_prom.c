@@ -21,7 +21,8 @@
 #endif
 
 /* The HTTP statuses the API answers with, counted one by one (index 0: any other). */
-static const int http_codes[16] = {0, 200, 400, 401, 404, 405, 408, 411, 413, 429, 431, 501, 503};
+static const int http_codes[16] = {0,   200, 400, 401, 404, 405, 408,
+                                   411, 413, 429, 431, 501, 503, 403};
 
 unsigned metrics_http_status_index(int status)
 {

@@ -20,6 +20,7 @@
 #include "listen.h"
 #include "log.h"
 #include "sendq.h"
+#include "sys_stats.h"
 
 /* Completions handled per peek: enough to amortize the ring's head update. */
 #define CQE_BATCH 256
@@ -516,6 +517,7 @@ static void on_tick(struct worker *w)
     }
     if (!w->accept_armed && !w->draining)
         listen_arm(w); /* an accept that stopped for lack of descriptors */
+    sys_stats_tick(w);
     arm_tick(w);
 }
 

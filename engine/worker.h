@@ -176,6 +176,7 @@ struct worker {
     int64_t drain_deadline_ms; /* monotonic */
 
     uint64_t trim_accepted; /* m.accepted at the last malloc_trim */
+    int64_t sys_stats_ms;   /* mono_ms of the last "$sys" stats event (sys_stats.h) */
     uint64_t last_accept_tick;
 
     struct metrics m;

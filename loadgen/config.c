@@ -71,6 +71,9 @@ void lg_usage(FILE *f)
           "  --ramp N               connections opened per second; 0 = all at once (0)\n"
           "  --threads T            worker threads, one io_uring each (1)\n"
           "  --event NAME           event name of each publish (bench)\n"
+          "  --publish-via ws|http  publishers use WebSocket, or POST /api/publish over one\n"
+          "                         keep-alive HTTP connection each, pipelined (ws)\n"
+          "  --api-key KEY          the engine's API key, for --publish-via http\n"
           "  --connect-timeout D    give up if setup takes longer (30s)\n"
           "  --scenario FILE        INI file with any of these options\n"
           "Output:\n"
@@ -337,7 +340,17 @@ static int apply(struct lg_config *cfg, const char *name, const char *v)
             goto bad;
     } else if (!strcmp(name, "threads"))
         UINT(threads, 256);
-    else if (!strcmp(name, "event")) {
+    else if (!strcmp(name, "publish-via")) {
+        NEED_V;
+        if (strcmp(v, "ws") && strcmp(v, "http"))
+            goto bad;
+        cfg->publish_http = !strcmp(v, "http");
+    } else if (!strcmp(name, "api-key")) {
+        NEED_V;
+        if (!*v || strlen(v) >= sizeof(cfg->api_key) || strpbrk(v, "\r\n"))
+            goto bad;
+        set_str(cfg->api_key, sizeof(cfg->api_key), v);
+    } else if (!strcmp(name, "event")) {
         NEED_V;
         if (!room_name_ok(v, strlen(v)) || strlen(v) >= sizeof(cfg->event_name))
             goto bad;
@@ -445,6 +458,8 @@ static const char *const known[] = {"help",
                                     "ramp",
                                     "threads",
                                     "event",
+                                    "publish-via",
+                                    "api-key",
                                     "json",
                                     "html",
                                     "baseline",
@@ -605,6 +620,10 @@ int lg_config_parse(struct lg_config *cfg, int argc, char **argv)
     /* Consistency. */
     if (cfg->subs_per_conn == 0 || cfg->subs_per_conn > cfg->nrooms) {
         lg_error("--subs-per-conn must be 1..rooms (%u)", cfg->nrooms);
+        return LG_EXIT_USAGE;
+    }
+    if (cfg->publish_http && !cfg->api_key[0]) {
+        lg_error("--publish-via http needs --api-key (POST /api/publish is keyed)");
         return LG_EXIT_USAGE;
     }
     if (cfg->rate == 0 && cfg->publishers && cfg->window == 0) {

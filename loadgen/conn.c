@@ -343,6 +343,8 @@ static void make_key(struct ring_state *rs, char out[WS_KEY_LEN + 1])
     out[WS_KEY_LEN] = 0;
 }
 
+static void became_ready(struct lg_worker *w, struct lg_conn *c);
+
 static void on_connect(struct lg_worker *w, struct lg_conn *c, int res)
 {
     struct ring_state *rs = w->priv;
@@ -351,6 +353,16 @@ static void on_connect(struct lg_worker *w, struct lg_conn *c, int res)
         return;
     if (res < 0) {
         conn_end(w, c, "connect to %s:%u: %s", cfg->host, cfg->port, strerror(-res));
+        return;
+    }
+    if (c->is_pub && cfg->publish_http) {
+        /* No upgrade: requests go out as soon as it is ready (POST /api/publish). */
+        c->http = true;
+        rs->connecting--;
+        w->st.conn_established++;
+        hist_record(&w->connect, lg_now_ns() - c->t_connect);
+        became_ready(w, c);
+        arm_recv(rs, c);
         return;
     }
     make_key(rs, c->key);
@@ -726,6 +738,82 @@ static void on_handshake_data(struct lg_worker *w, struct lg_conn *c, uint8_t *d
     feed_frames(w, c, NULL, 0, now);
 }
 
+/* ---- --publish-via http: the answers to POST /api/publish ---- */
+
+int lg_conn_http_expect(struct lg_conn *c, uint64_t k)
+{
+    if (c->hq_len == c->hq_cap) {
+        uint32_t cap = c->hq_cap ? 2 * c->hq_cap : 256;
+        uint64_t *q = malloc(cap * sizeof(*q));
+        if (!q)
+            return -ENOMEM;
+        for (uint32_t i = 0; i < c->hq_len; i++)
+            q[i] = c->hq[(c->hq_head + i) % c->hq_cap];
+        free(c->hq);
+        c->hq = q;
+        c->hq_cap = cap;
+        c->hq_head = 0;
+    }
+    c->hq[(c->hq_head + c->hq_len++) % c->hq_cap] = k;
+    return 0;
+}
+
+/* The "code" of an error body {"error":{"code":"X",...}}, or an empty span. */
+static struct span error_code(const char *body, size_t len)
+{
+    static const char key[] = "\"code\":\"";
+    const char *p = memmem(body, len, key, sizeof(key) - 1);
+    if (!p)
+        return SPAN_NULL;
+    p += sizeof(key) - 1;
+    const char *end = memchr(p, '"', (size_t)(body + len - p));
+    return end ? (struct span){p, (size_t)(end - p)} : SPAN_NULL;
+}
+
+/* Responses, in request order: each one answers the oldest publish still waiting. */
+static void on_http_data(struct lg_worker *w, struct lg_conn *c, uint8_t *data, size_t len)
+{
+    if (buf_append(&c->carry, data, len)) {
+        conn_end(w, c, "out of memory");
+        return;
+    }
+    size_t off = 0;
+    for (;;) {
+        struct http_response res;
+        const char *p = (const char *)c->carry.p + off;
+        size_t avail = c->carry.len - off;
+        int r = http_response_parse(p, avail, HTTP_MAX_HEAD_DEFAULT, &res);
+        if (r == HTTP_NEED_MORE)
+            break;
+        if (r < 0 || res.content_length < 0) {
+            conn_end(w, c, "HTTP publish: malformed response");
+            return;
+        }
+        if (avail - (size_t)r < (size_t)res.content_length)
+            break;
+        if (c->hq_len == 0) {
+            conn_end(w, c, "HTTP publish: a response to no request (HTTP %d)", res.status);
+            return;
+        }
+        uint64_t k = c->hq[c->hq_head];
+        c->hq_head = (c->hq_head + 1) % c->hq_cap;
+        c->hq_len--;
+        struct span code = SPAN_NULL;
+        if (res.status != 200) {
+            w->st.errors++;
+            code = error_code(p + r, (size_t)res.content_length);
+            if (!code.len)
+                code = SPAN_LIT("HTTP_ERROR");
+        }
+        lg_publish_answered(w, c, k, res.status == 200, code);
+        off += (size_t)r + (size_t)res.content_length;
+        if (c->fd < 0)
+            return;
+    }
+    memmove(c->carry.p, c->carry.p + off, c->carry.len - off);
+    c->carry.len -= (uint32_t)off;
+}
+
 static void on_recv(struct lg_worker *w, struct io_uring_cqe *cqe, struct lg_conn *c, uint64_t now)
 {
     struct ring_state *rs = w->priv;
@@ -736,7 +824,9 @@ static void on_recv(struct lg_worker *w, struct io_uring_cqe *cqe, struct lg_con
         if (res > 0 && c->fd >= 0) {
             w->st.bytes_in += (uint64_t)res;
             w->st.reads++;
-            if (c->state == CS_HANDSHAKE)
+            if (c->http)
+                on_http_data(w, c, data, (size_t)res);
+            else if (c->state == CS_HANDSHAKE)
                 on_handshake_data(w, c, data, (size_t)res, now);
             else
                 feed_frames(w, c, data, (size_t)res, now);
@@ -906,7 +996,7 @@ static void close_all(struct lg_worker *w)
     struct ring_state *rs = w->priv;
     static const uint8_t bye[2] = {0x03, 0xe8}; /* 1000 */
     for (unsigned i = 0; i < w->nconns; i++)
-        if (w->conns[i]->state == CS_READY && !w->conns[i]->close_sent) {
+        if (w->conns[i]->state == CS_READY && !w->conns[i]->close_sent && !w->conns[i]->http) {
             lg_conn_queue_frame(w, w->conns[i], WS_OP_CLOSE, bye, sizeof(bye));
             w->conns[i]->close_sent = true;
         }

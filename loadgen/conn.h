@@ -54,6 +54,11 @@ struct lg_conn {
     uint32_t vc_last; /* its last verified message in the worker's vcache (vcache.h) */
     uint64_t t_connect;
     char key[WS_KEY_LEN + 1];
+    /* --publish-via http: the publishes (k) whose answers are still to come, in request order
+     * (a ring of hq_cap entries; answers come back in that order) */
+    bool http;
+    uint32_t hq_head, hq_len, hq_cap;
+    uint64_t *hq;
 };
 
 /* Queues len bytes on c (the caller's bytes are copied). Submission happens in the worker
@@ -62,6 +67,8 @@ int lg_conn_queue(struct lg_worker *w, struct lg_conn *c, const void *data, size
 /* Queues a masked client frame (opcode, payload of len bytes). */
 int lg_conn_queue_frame(struct lg_worker *w, struct lg_conn *c, uint8_t opcode, const void *payload,
                         size_t len);
+/* --publish-via http: publish k's answer is the next one to come on c. 0 or -ENOMEM. */
+int lg_conn_http_expect(struct lg_conn *c, uint64_t k);
 /* Wakes the worker that owns ring_fd (closed loop: a publish it waits on completed). */
 void lg_conn_wake(struct lg_worker *w, int ring_fd);
 

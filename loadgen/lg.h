@@ -60,6 +60,8 @@ struct lg_config {
     double ramp; /* connections/s; 0 = as fast as possible */
     unsigned threads;
     char event_name[64]; /* the publish's data.event */
+    bool publish_http;   /* --publish-via http: publishers POST /api/publish (keep-alive) */
+    char api_key[256];   /* --api-key, sent with each HTTP publish */
     char json_path[512], html_path[512], baseline_path[512];
     int server_pid; /* 0 = none */
     bool quiet;

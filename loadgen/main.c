@@ -356,6 +356,7 @@ static void free_all(void)
         free(c->pend.p);
         free(c->carry.p);
         free(c->frag.p);
+        free(c->hq);
     }
     for (unsigned j = 0; run->pubs && j < run->cfg.publishers; j++) {
         struct lg_publisher *pub = &run->pubs[j];

@@ -14,6 +14,7 @@
  */
 #include <errno.h>
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -126,21 +127,46 @@ static bool send_publish(struct lg_worker *w, struct lg_publisher *pub, uint64_t
     }
     struct jw jw;
     jw_init(&jw, out, cap);
-    jw_lit(&jw, "{\"type\":\"request\",\"event\":\"publish\",\"data\":{\"channel\":");
+    if (pub->conn->http) {
+        /* The same event as over WebSocket; the body's length is written in afterwards. */
+        jw_lit(&jw, "POST /api/publish HTTP/1.1\r\nHost: ringcast\r\nX-API-Key: ");
+        jw_raw(&jw, cfg->api_key, strlen(cfg->api_key));
+        jw_lit(&jw, "\r\nContent-Type: application/json\r\nContent-Length:           \r\n\r\n");
+    }
+    size_t body_at = jw.len;
+    if (pub->conn->http)
+        jw_lit(&jw, "{\"channel\":");
+    else
+        jw_lit(&jw, "{\"type\":\"request\",\"event\":\"publish\",\"data\":{\"channel\":");
     jw_str(&jw, room->name, room->len);
     jw_lit(&jw, ",\"event\":");
     jw_str(&jw, cfg->event_name, strlen(cfg->event_name));
-    jw_lit(&jw, ",\"payload\":");
+    if (pub->conn->http)
+        jw_lit(&jw, ",\"data\":");
+    else
+        jw_lit(&jw, ",\"payload\":");
     if (!jw.overflow) {
         size_t n = lg_payload_write(out + jw.len, cap - jw.len, &pl, cfg->size);
         jw.len += n;
         jw.overflow = n == 0;
     }
-    jw_lit(&jw, "},\"id\":");
-    jw_u64(&jw, pl.k);
-    jw_lit(&jw, "}");
-    if (!jw.overflow)
-        lg_conn_queue_frame(w, pub->conn, WS_OP_TEXT, out, jw.len);
+    if (pub->conn->http) {
+        jw_lit(&jw, "}");
+        if (!jw.overflow) {
+            /* Right-aligned in the 10 spaces reserved after "Content-Length:". */
+            char num[16];
+            int nl = snprintf(num, sizeof(num), "%zu", jw.len - body_at);
+            memcpy(out + body_at - 4 - nl, num, (size_t)nl);
+            if (lg_conn_http_expect(pub->conn, pl.k) == 0)
+                lg_conn_queue(w, pub->conn, out, jw.len);
+        }
+    } else {
+        jw_lit(&jw, "},\"id\":");
+        jw_u64(&jw, pl.k);
+        jw_lit(&jw, "}");
+        if (!jw.overflow)
+            lg_conn_queue_frame(w, pub->conn, WS_OP_TEXT, out, jw.len);
+    }
     free(heap);
 
     w->st.pub_sent++;

@@ -20,12 +20,12 @@ for a in "$@"; do
 done
 
 build_pkgs=(meson ninja-build pkg-config gcc liburing-dev libssl-dev libjsmn-dev libinih-dev
-  util-linux)
+  libsystemd-dev util-linux)
 pkgs=(
   "${build_pkgs[@]}" clang libclang-rt-14-dev clang-format libhiredis-dev
   python3 python3-websockets python3-pytest
   libwebsockets-dev redis-server chromium
-  procps psmisc curl prometheus
+  procps psmisc curl prometheus systemd
 )
 ((build_only)) && pkgs=("${build_pkgs[@]}")
 missing=()
@@ -48,9 +48,12 @@ fi
 
 ((build_only)) && exit 0
 
-# Node's `ws` for the client tests and the peer benchmark, pinned by package-lock.json.
+# Node's `ws` and the MCP SDK (@modelcontextprotocol/sdk) for the client tests, `ws` for the peer
+# benchmark, pinned by package-lock.json. npm ci runs again when the lockfile is newer than what
+# node_modules holds (npm records that in node_modules/.package-lock.json).
 for d in tests/clients bench/peers/node; do
-  if [[ -f "$d/package.json" && ! -d "$d/node_modules" ]]; then
+  if [[ -f "$d/package.json" && ( ! -f "$d/node_modules/.package-lock.json" ||
+        "$d/package-lock.json" -nt "$d/node_modules/.package-lock.json" ) ]]; then
     (cd "$d" && npm ci --no-audit --no-fund --loglevel=error)
   fi
 done

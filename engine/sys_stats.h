@@ -1,0 +1,32 @@
+/* sys_stats.h - the engine's statistics events in the reserved "$sys" room (the dashboard's
+ * feed, GET / in http_api.c).
+ *
+ * Once a second every worker publishes its own numbers, taken on its own thread, as an event
+ * "stats" into "$sys" through the ordinary publish path (bc_publish_http without an answer): no
+ * worker reads another's state, and a subscriber sums the workers' latest events. Rooms whose
+ * name starts with '$' are the engine's: clients may subscribe to them but not publish
+ * (RESERVED_CHANNEL over WebSocket, 403 over HTTP).
+ */
+#ifndef RINGCAST_ENGINE_SYS_STATS_H
+#define RINGCAST_ENGINE_SYS_STATS_H
+
+#include <stdbool.h>
+
+#include "proto/span.h"
+
+struct worker;
+
+#define SYS_ROOM "$sys"
+/* How many of its home rooms a worker reports, by subscribers. */
+#define SYS_TOP_ROOMS 8
+
+/* True for a reserved room name (one clients may not publish to). */
+static inline bool sys_room_reserved(struct span name)
+{
+    return name.len > 0 && name.base[0] == '$';
+}
+
+/* Called on every tick: publishes this worker's stats event when a second has passed. */
+void sys_stats_tick(struct worker *w);
+
+#endif
