@@ -102,7 +102,7 @@ static void reply_oom(struct conn *c, struct span id)
  * list instead (history.h). */
 void bc_room_release(struct worker *w, struct room *r)
 {
-    if (r->nlocal || r->delivering || r->count_dirty || r->has_waiters)
+    if (r->nlocal || r->count_dirty || r->has_waiters)
         return;
     if (!r->is_home) {
         if (r->join != ROOM_JOIN_PENDING && r->sent_count == 0)
@@ -492,9 +492,7 @@ static int64_t home_publish(struct worker *w, struct span name, uint32_t hash, s
             }
         }
     }
-    r->delivering = true;
     deliver_local(w, r, f);
-    r->delivering = false;
     frame_release(f);
     history_wake(w, r);
     if (r->idle) /* idle rooms go oldest-published first */
@@ -814,9 +812,8 @@ void bc_discard_xmsg(struct xmsg *m)
     free(m);
 }
 
-void bc_on_xmsg(struct worker *w, struct xmsg *m, int res)
+void bc_on_xmsg(struct worker *w, struct xmsg *m)
 {
-    (void)res;
     switch (m->type) {
     case XM_COUNT: on_count(w, m); break;
     case XM_JOIN_ACK: on_join_ack(w, m); break;
@@ -832,14 +829,11 @@ void bc_on_xmsg(struct worker *w, struct xmsg *m, int res)
     }
 }
 
-void bc_on_xframe(struct worker *w, struct frame *f, int res)
+void bc_on_xframe(struct worker *w, struct frame *f)
 {
-    (void)res;
     struct room *r = room_find(&w->rooms, f->room_hash, f->room.base, f->room.len);
     if (r) {
-        r->delivering = true;
         deliver_local(w, r, f);
-        r->delivering = false;
         room_maybe_free(w, r);
     }
     frame_release(f); /* the reference the home gave this worker */

@@ -133,10 +133,10 @@ void bc_post(struct worker *w, unsigned to, struct xmsg *m);
 /* Removes c from every room (it is closing). */
 void bc_leave_all(struct conn *c);
 
-/* A cross-worker message arrived (res >= 0) or our MSG_RING carrying it failed (res < 0). */
-void bc_on_xmsg(struct worker *w, struct xmsg *m, int res);
-/* A broadcast frame arrived from its home (res >= 0), or our MSG_RING carrying it failed. */
-void bc_on_xframe(struct worker *w, struct frame *f, int res);
+/* A cross-worker message arrived, in its link's order (a refused MSG_RING is worker.c's). */
+void bc_on_xmsg(struct worker *w, struct xmsg *m);
+/* A broadcast frame arrived from its home, in its link's order. */
+void bc_on_xframe(struct worker *w, struct frame *f);
 /* Frees a message or frame that arrived after the workers stopped serving (shutdown). */
 void bc_discard_xmsg(struct xmsg *m);
 /* Posts the counts of the rooms on the worker's count_dirty list (where the links allow). */

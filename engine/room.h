@@ -82,7 +82,6 @@ struct room {
     uint32_t sent_count; /* remote home: the count the home last heard from us */
     uint8_t join;        /* enum room_join */
     bool is_home;
-    bool delivering;    /* a publish is walking members: a leave must not free the room */
     bool count_dirty;   /* on the worker's count_dirty list: the home has an old count */
     struct room *dnext; /* the count_dirty list */
     /* home side */

@@ -125,12 +125,12 @@ static void xdeliver(struct worker *w, struct xlink_in *in, uint64_t ud)
         if (w->discard)
             bc_discard_xmsg(p);
         else
-            bc_on_xmsg(w, p, 0);
+            bc_on_xmsg(w, p);
     } else {
         if (w->discard)
             frame_release(p);
         else
-            bc_on_xframe(w, p, 0);
+            bc_on_xframe(w, p);
     }
 }
 
