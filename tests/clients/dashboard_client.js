@@ -3,88 +3,29 @@
 //
 //   node dashboard_client.js URL SCREENSHOT.png
 //
-// Driven over the DevTools protocol as in chromium_client.js. Prints "READY" once the page is
+// Driven over the DevTools protocol (cdp.js). Prints "READY" once the page is
 // live (its WebSocket is open and it has had stats events), then samples the page's state
 // (window.ringcastDashboard) every 250 ms; when a line "DONE" arrives on stdin it samples 2.5 s
 // more, saves a screenshot and prints one JSON line: {samples, final, dom, screenshot}.
 'use strict';
 
-const { spawn } = require('child_process');
 const fs = require('fs');
-const os = require('os');
-const path = require('path');
 const readline = require('readline');
-const WebSocket = require('ws');
+const { launchChromium, closeBrowser, sleep } = require('./cdp');
 
 const [url, shot] = process.argv.slice(2);
 if (!url || !shot) {
   console.error('usage: node dashboard_client.js URL SCREENSHOT.png');
   process.exit(2);
 }
-const browserPath = process.env.CHROMIUM || '/usr/bin/chromium';
-const profile = fs.mkdtempSync(path.join(os.tmpdir(), 'ringcast-dash-'));
-let browser = null;
-let stderrTail = '';
-const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
-
-function cleanup() {
-  if (browser && browser.exitCode === null && browser.signalCode === null) {
-    try { process.kill(-browser.pid, 'SIGKILL'); } catch (e) { /* already gone */ }
-  }
-  fs.rmSync(profile, { recursive: true, force: true });
-}
-function finish(obj, code) {
-  process.stdout.write(JSON.stringify(obj) + '\n');
-  cleanup();
-  process.exit(code);
-}
-
-async function devtoolsEndpoint() {
-  const file = path.join(profile, 'DevToolsActivePort');
-  for (let i = 0; i < 300; i++) {
-    if (browser.exitCode !== null) throw new Error('chromium exited early: ' + stderrTail);
-    try {
-      const [port, wsPath] = fs.readFileSync(file, 'utf8').split('\n');
-      if (port && wsPath) return `ws://127.0.0.1:${port.trim()}${wsPath.trim()}`;
-    } catch (e) { /* not written yet */ }
-    await sleep(100);
-  }
-  throw new Error('chromium did not open its DevTools port: ' + stderrTail);
-}
-
-function cdpClient(ws) {
-  let next = 1;
-  const pending = new Map();
-  ws.on('message', (data) => {
-    const msg = JSON.parse(data.toString('utf8'));
-    const p = msg.id !== undefined && pending.get(msg.id);
-    if (!p) return;
-    pending.delete(msg.id);
-    if (msg.error) p.reject(new Error(JSON.stringify(msg.error)));
-    else p.resolve(msg.result);
-  });
-  return (method, params = {}, sessionId = undefined) => new Promise((resolve, reject) => {
-    const id = next++;
-    pending.set(id, { resolve, reject });
-    ws.send(JSON.stringify({ id, method, params, sessionId }));
-  });
-}
+const chromium = launchChromium('ringcast-dash-', ['--window-size=1280,900']);
 
 async function main() {
   let done = false;
   readline.createInterface({ input: process.stdin }).on('line', (l) => {
     if (l.trim() === 'DONE') done = true;
   });
-  browser = spawn(browserPath, [
-    '--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking',
-    '--disable-component-update', '--disable-sync', '--no-first-run', '--disable-extensions',
-    '--disable-dev-shm-usage', `--user-data-dir=${profile}`, '--remote-debugging-port=0',
-    '--window-size=1280,900', 'about:blank',
-  ], { detached: true, stdio: ['ignore', 'ignore', 'pipe'] });
-  browser.stderr.on('data', (d) => { stderrTail = (stderrTail + d.toString()).slice(-2000); });
-  const ws = new WebSocket(await devtoolsEndpoint(), { perMessageDeflate: false });
-  await new Promise((resolve, reject) => { ws.once('open', resolve); ws.once('error', reject); });
-  const send = cdpClient(ws);
+  const { ws, send } = await chromium.connect();
   const { targetId } = await send('Target.createTarget', { url });
   const { sessionId } = await send('Target.attachToTarget', { targetId, flatten: true });
   await send('Emulation.setDeviceMetricsOverride',
@@ -129,13 +70,12 @@ async function main() {
   const png = await send('Page.captureScreenshot', { format: 'png' }, sessionId);
   fs.writeFileSync(shot, Buffer.from(png.data, 'base64'));
   const final = samples[samples.length - 1];
-  try { await Promise.race([send('Browser.close'), sleep(3000)]); } catch (e) { /* closing */ }
-  ws.terminate();
+  await closeBrowser(ws, send);
   return { samples, final, dom, screenshot: shot };
 }
 
-const watchdog = setTimeout(() => finish({ error: 'timeout after 150 s' }, 1), 150000);
+const watchdog = setTimeout(() => chromium.finish({ error: 'timeout after 150 s' }, 1), 150000);
 main().then(
-  (out) => { clearTimeout(watchdog); finish(out, 0); },
-  (err) => { clearTimeout(watchdog); finish({ error: err.message }, 1); },
+  (out) => { clearTimeout(watchdog); chromium.finish(out, 0); },
+  (err) => { clearTimeout(watchdog); chromium.finish({ error: err.message }, 1); },
 );
