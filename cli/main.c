@@ -202,6 +202,17 @@ static void print_close(const struct wsc *c)
             c->close_reason[0] ? " " : "", c->close_reason);
 }
 
+/* A receive that ended the session (the server's close, or a transport error): says which on
+ * stderr. Returns the exit status. */
+static int recv_failed(struct wsc *c, int r)
+{
+    if (r == WSC_CLOSED)
+        print_close(c);
+    else
+        fprintf(stderr, "ringcast-cli: %s\n", c->err);
+    return EXIT_REFUSED;
+}
+
 static int connect_or_say(struct wsc *c, const struct opts *o)
 {
     struct wsc_url u;
@@ -283,14 +294,8 @@ static int cmd_sub(const struct opts *o)
                         c.err[0] ? c.err : "timeout");
             break;
         }
-        if (r == WSC_CLOSED) {
-            print_close(&c);
-            rc = EXIT_REFUSED;
-            break;
-        }
         if (r != WSC_OK) {
-            fprintf(stderr, "ringcast-cli: %s\n", c.err);
-            rc = EXIT_REFUSED;
+            rc = recv_failed(&c, r);
             break;
         }
         struct env_msg msg;
@@ -376,14 +381,8 @@ static int cmd_pub(const struct opts *o)
             rc = EXIT_REFUSED;
             break;
         }
-        if (r == WSC_CLOSED) {
-            print_close(&c);
-            rc = EXIT_REFUSED;
-            break;
-        }
         if (r != WSC_OK) {
-            fprintf(stderr, "ringcast-cli: %s\n", c.err);
-            rc = EXIT_REFUSED;
+            rc = recv_failed(&c, r);
             break;
         }
         struct env_msg msg;
