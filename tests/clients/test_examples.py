@@ -1,0 +1,164 @@
+"""The subscriber examples in docs/examples/ (Python, browser ES module, C), each run as a real
+client against the real engine through a proxy that the test cuts mid-stream (cutproxy.py).
+
+The engine lives on and keeps its rooms' history; only the client's TCP connection dies (RST, no
+close frame), once at once and once with new connections refused for a while so the backoff
+runs. The publisher keeps publishing over the HTTP API the whole time. Every example prints each
+event as one JSON line on stdout; the test asserts that every event arrived exactly once and in
+seq order per room, that the connection was really cut (the proxy accepted several), and that
+SIGINT ends the client with exit 0 after a close frame with code 1000.
+
+A second test shrinks the history so that the outage outlasts it: the resume answers
+"recovered":false and the example must call its resync hook (it says RESYNC on stderr) and go
+on with the live events.
+"""
+
+import json
+import os
+import signal
+import sys
+import time
+
+import pytest
+
+from cli_helpers import API_KEY, Sub
+from cutproxy import CutProxy, client_frames
+from engine_harness import BUILD, REPO, Engine
+
+EXAMPLES = os.path.join(REPO, "docs", "examples")
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, EXAMPLES)
+import publisher  # noqa: E402
+
+ROOMS = ("workflow:42", "test:run-7")
+BACKOFF = ("--backoff-base", "0.05", "--backoff-cap", "0.5")  # seconds: quick, still jittered
+
+
+def python_argv(url, rooms):
+    return [sys.executable, os.path.join(EXAMPLES, "subscriber.py"), "--url", url, *BACKOFF, *rooms]
+
+
+def c_argv(url, rooms):
+    exe = os.path.join(BUILD, "docs", "examples", "ringcast-subscriber-example")
+    if not os.access(exe, os.X_OK):
+        pytest.fail(f"C example missing: {exe} (ninja -C build)")
+    return [exe, *BACKOFF, url, *rooms]
+
+
+def browser_argv(url, rooms):
+    import shutil
+    node = shutil.which("node")
+    chromium = os.environ.get("CHROMIUM", "/usr/bin/chromium")
+    if node is None or not os.access(chromium, os.X_OK):
+        pytest.skip("node or chromium is not installed")
+    if not os.path.isdir(os.path.join(HERE, "node_modules", "ws")):
+        pytest.fail("tests/clients/node_modules missing: run scripts/deps.sh (npm ci)")
+    return [node, os.path.join(HERE, "browser_example_driver.js"), url, *BACKOFF, *rooms]
+
+
+CLIENTS = {"python": python_argv, "c": c_argv, "browser": browser_argv}
+
+
+def start_engine(*extra):
+    return Engine(["--threads", "2", "--api-key", API_KEY, "--rate-limit", "0", *extra])
+
+
+def events_by_room(lines):
+    out = {}
+    for l in lines:
+        ev = json.loads(l)
+        assert ev["type"] == "event", l
+        out.setdefault(ev["room"], []).append(ev)
+    return out
+
+
+def wait_lines(sub, n, timeout):
+    """All of stdout once it holds at least n lines (the client's own stream, not a prefix)."""
+    sub.lines(n, timeout=timeout)
+    return sub.out.decode().splitlines()
+
+
+def last_close_code(proxy):
+    """The close code in the last close frame the proxy's last client connection sent."""
+    frames = client_frames(proxy.client_bytes(proxy.accepted - 1))
+    closes = [p for op, p in frames if op == 0x8]
+    assert closes, f"the client sent no close frame: {frames[-3:]}"
+    return int.from_bytes(closes[-1][:2], "big")
+
+
+@pytest.mark.parametrize("client", sorted(CLIENTS))
+def test_example_resumes_across_cuts_exactly_once(client):
+    n = 240
+    eng = start_engine("--history-size", "1000")
+    try:
+        pub = publisher.connect(f"http://{eng.host}:{eng.port}", api_key=API_KEY)
+        with CutProxy(eng.port) as proxy:
+            sub = Sub(None, argv=CLIENTS[client](f"ws://127.0.0.1:{proxy.port}/ws", ROOMS))
+            try:
+                sub.wait_stderr("subscribed", count=len(ROOMS), timeout=60)
+                for i in range(n):
+                    if i in (n // 3, 2 * n // 3):
+                        # Cut once events are flowing on this connection: the client must
+                        # resume from the middle of the stream, not from the start.
+                        wait_lines(sub, i // 2, timeout=30)
+                        proxy.cut(refuse_s=0 if i == n // 3 else 1.0)
+                    pub.publish(ROOMS[i % 2], "step.done", {"i": i})
+                    sub._pump(0)
+                    time.sleep(0.004)
+                lines = wait_lines(sub, n, timeout=60)
+                time.sleep(0.5)  # anything extra (a duplicate) would arrive now
+                sub._pump(0.1)
+                lines = sub.out.decode().splitlines()
+                rooms = events_by_room(lines)
+                for k, room in enumerate(ROOMS):
+                    got = rooms.get(room, [])
+                    assert [e["seq"] for e in got] == list(range(1, n // 2 + 1)), (room, sub.err)
+                    assert [e["data"]["i"] for e in got] == list(range(k, n, 2))
+                assert len(lines) == n
+                assert proxy.accepted >= 3, "the proxy saw no reconnect"
+                err = sub.err.decode()
+                assert "RESYNC" not in err, err
+                assert sub.stop(signal.SIGINT, timeout=15) == 0, sub.err.decode()
+                assert last_close_code(proxy) == 1000
+            finally:
+                if sub.proc.poll() is None:
+                    sub.proc.kill()
+                    sub.proc.wait()
+        pub.close()
+    finally:
+        eng.check_clean_exit()
+
+
+@pytest.mark.parametrize("client", sorted(CLIENTS))
+def test_example_calls_resync_when_history_is_gone(client):
+    eng = start_engine("--history-size", "8")
+    room = "workflow:7"
+    try:
+        pub = publisher.connect(f"http://{eng.host}:{eng.port}", api_key=API_KEY)
+        with CutProxy(eng.port) as proxy:
+            sub = Sub(None, argv=CLIENTS[client](f"ws://127.0.0.1:{proxy.port}/ws", [room]))
+            try:
+                sub.wait_stderr("subscribed", timeout=60)
+                for i in range(3):
+                    pub.publish(room, "step.done", {"i": i})
+                wait_lines(sub, 3, timeout=30)
+                proxy.cut(refuse_s=None)  # down until we have published past the history
+                for i in range(3, 23):
+                    pub.publish(room, "step.done", {"i": i})
+                proxy.allow()
+                sub.wait_stderr("RESYNC " + room, timeout=30)
+                sub.wait_stderr("subscribed", count=2, timeout=30)
+                pub.publish(room, "workflow.failed", {"workflow_id": "7", "error": "boom"})
+                lines = wait_lines(sub, 4, timeout=30)
+                evs = [json.loads(l) for l in lines]
+                assert [e["data"]["i"] for e in evs[:3]] == [0, 1, 2]
+                assert evs[3]["event"] == "workflow.failed" and evs[3]["seq"] == 24, lines
+                assert len(evs) == 4, lines
+                assert sub.stop(signal.SIGINT, timeout=15) == 0, sub.err.decode()
+            finally:
+                if sub.proc.poll() is None:
+                    sub.proc.kill()
+                    sub.proc.wait()
+        pub.close()
+    finally:
+        eng.check_clean_exit()
