@@ -296,7 +296,7 @@ static void handle_message(const char *s, size_t len)
         ntoks = env_max_tokens(len);
     }
     if (env_msg_parse(s, len, toks, (unsigned)ntoks, &m) != ENV_OK) {
-        fprintf(stderr, "subscriber: unparsable message: %.80s\n", s);
+        fprintf(stderr, "subscriber: unparsable message: %.*s\n", (int)(len < 80 ? len : 80), s);
         return;
     }
     if (span_eq_lit(m.type, "event") && m.room.base) {
@@ -335,7 +335,8 @@ static void handle_message(const char *s, size_t len)
         fprintf(stderr, "subscriber: subscribed %s%s\n", r->name, resumed ? " (resumed)" : "");
     } else if (span_eq_lit(m.type, "error")) {
         struct room *r = room_by_id(m.id);
-        fprintf(stderr, "subscriber: error %.*s: %.200s\n", (int)m.code.len, m.code.base, s);
+        fprintf(stderr, "subscriber: error %.*s: %.*s\n", (int)m.code.len, m.code.base,
+                (int)(len < 200 ? len : 200), s);
         if (r) { /* FORBIDDEN, INVALID_CHANNEL...: retrying will not help */
             r->dropped = true;
             r->pending = false;

@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 // Runs docs/examples/browser-client.js in headless Chromium, for test_examples.py.
 //
-//   node browser_example_driver.js WS_URL [--backoff-base S] [--backoff-cap S] ROOM [ROOM...]
+//   node browser_example_driver.js WS_URL [--token JWT] [--backoff-base S] [--backoff-cap S] ROOM...
 //
 // Serves a page that imports the module as is (an ES module needs an http: origin) from a
 // local HTTP server, opens it in Chromium (cdp.js) and relays the page's console: console.log
@@ -21,12 +21,13 @@ const opts = { backoffBase: 500, backoffCap: 30000 };
 const rooms = [];
 while (args.length) {
   const a = args.shift();
-  if (a === '--backoff-base') opts.backoffBase = parseFloat(args.shift()) * 1000;
+  if (a === '--token') opts.token = args.shift();
+  else if (a === '--backoff-base') opts.backoffBase = parseFloat(args.shift()) * 1000;
   else if (a === '--backoff-cap') opts.backoffCap = parseFloat(args.shift()) * 1000;
   else rooms.push(a);
 }
 if (!url || rooms.length === 0) {
-  console.error('usage: node browser_example_driver.js WS_URL [--backoff-base S] ' +
+  console.error('usage: node browser_example_driver.js WS_URL [--token JWT] [--backoff-base S] ' +
                 '[--backoff-cap S] ROOM [ROOM...]');
   process.exit(2);
 }

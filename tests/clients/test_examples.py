@@ -15,8 +15,10 @@ on with the live events.
 
 import json
 import os
+import shutil
 import signal
 import sys
+import threading
 import time
 
 import pytest
@@ -28,32 +30,33 @@ from engine_harness import BUILD, REPO, Engine
 EXAMPLES = os.path.join(REPO, "docs", "examples")
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, EXAMPLES)
+import issue_token  # noqa: E402
 import publisher  # noqa: E402
 
 ROOMS = ("workflow:42", "test:run-7")
 BACKOFF = ("--backoff-base", "0.05", "--backoff-cap", "0.5")  # seconds: quick, still jittered
 
 
-def python_argv(url, rooms):
-    return [sys.executable, os.path.join(EXAMPLES, "subscriber.py"), "--url", url, *BACKOFF, *rooms]
+def python_argv(url, rooms, opts=()):
+    return [sys.executable, os.path.join(EXAMPLES, "subscriber.py"), "--url", url, *BACKOFF,
+            *opts, *rooms]
 
 
-def c_argv(url, rooms):
+def c_argv(url, rooms, opts=()):
     exe = os.path.join(BUILD, "docs", "examples", "ringcast-subscriber-example")
     if not os.access(exe, os.X_OK):
         pytest.fail(f"C example missing: {exe} (ninja -C build)")
-    return [exe, *BACKOFF, url, *rooms]
+    return [exe, *BACKOFF, *opts, url, *rooms]
 
 
-def browser_argv(url, rooms):
-    import shutil
+def browser_argv(url, rooms, opts=()):
     node = shutil.which("node")
     chromium = os.environ.get("CHROMIUM", "/usr/bin/chromium")
     if node is None or not os.access(chromium, os.X_OK):
         pytest.skip("node or chromium is not installed")
     if not os.path.isdir(os.path.join(HERE, "node_modules", "ws")):
         pytest.fail("tests/clients/node_modules missing: run scripts/deps.sh (npm ci)")
-    return [node, os.path.join(HERE, "browser_example_driver.js"), url, *BACKOFF, *rooms]
+    return [node, os.path.join(HERE, "browser_example_driver.js"), url, *BACKOFF, *opts, *rooms]
 
 
 CLIENTS = {"python": python_argv, "c": c_argv, "browser": browser_argv}
@@ -74,7 +77,12 @@ def events_by_room(lines):
 
 def wait_lines(sub, n, timeout):
     """All of stdout once it holds at least n lines (the client's own stream, not a prefix)."""
-    sub.lines(n, timeout=timeout)
+    try:
+        sub.lines(n, timeout=timeout)
+    except AssertionError:  # say how far it got, not every line it printed
+        lines = sub.out.decode(errors="replace").splitlines()
+        raise AssertionError(f"{len(lines)} of {n} lines, the last: {lines[-3:]}\n"
+                             f"stderr: {sub.err.decode(errors='replace')[-3000:]}") from None
     return sub.out.decode().splitlines()
 
 
@@ -164,6 +172,43 @@ def test_example_calls_resync_when_history_is_gone(client):
         eng.check_clean_exit()
 
 
+@pytest.mark.parametrize("client", sorted(CLIENTS))
+def test_example_with_token_reports_forbidden_room_and_keeps_the_rest(client, tmp_path):
+    """--auth required: the example sends its token (a header, or the browser's bearer
+    subprotocol); a room outside its channels claim is refused with FORBIDDEN, reported and
+    not retried, and the allowed room still gets its events."""
+    secret = b"examples-test-secret-0123456789abcdef"
+    (tmp_path / "jwt.secret").write_bytes(secret)
+    eng = start_engine("--auth", "required", "--jwt-secret-file", str(tmp_path / "jwt.secret"))
+    token = issue_token.issue(secret, "viewer", 300, channels=["workflow:42", "global"])
+    try:
+        pub = publisher.connect(f"http://{eng.host}:{eng.port}", api_key=API_KEY)
+        with CutProxy(eng.port) as proxy:
+            sub = Sub(None, argv=CLIENTS[client](f"ws://127.0.0.1:{proxy.port}/ws",
+                                                 ["secret:1", "workflow:42"], ["--token", token]))
+            try:
+                sub.wait_stderr("subscribed", timeout=60)
+                err = sub.wait_stderr("error FORBIDDEN", timeout=10)
+                assert "subscribed secret:1" not in err, err
+                pub.publish("workflow:42", "workflow.started", {"workflow_id": "42"})
+                proxy.cut()
+                sub.wait_stderr("subscribed", count=2, timeout=30)  # workflow:42 resumed
+                pub.publish("workflow:42", "workflow.completed", {"workflow_id": "42"})
+                lines = wait_lines(sub, 2, timeout=30)
+                assert [json.loads(l)["event"] for l in lines] == ["workflow.started",
+                                                                   "workflow.completed"]
+                assert sub.stop(signal.SIGINT, timeout=15) == 0, sub.err.decode()
+                err = sub.err.decode()
+                assert err.count("error FORBIDDEN") == 1, "the refused room was retried: " + err
+            finally:
+                if sub.proc.poll() is None:
+                    sub.proc.kill()
+                    sub.proc.wait()
+        pub.close()
+    finally:
+        eng.check_clean_exit()
+
+
 # ---- docs/integration.md: the polling example, replayed ----
 
 def poll_example():
@@ -191,7 +236,6 @@ def test_integration_poll_example_replays():
         assert state["since"] == 3 and len(state["epoch"]) == 16
 
         # A long poll is answered as soon as the next event is published.
-        import threading
         t = threading.Timer(0.5, lambda: publisher.connect(base, api_key=API_KEY).publish(
             "workflow:42", "workflow.completed", {"result": "ok"}))
         t.start()
