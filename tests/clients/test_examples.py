@@ -15,8 +15,10 @@ on with the live events.
 
 import json
 import os
+import re
 import shutil
 import signal
+import subprocess
 import sys
 import threading
 import time
@@ -244,6 +246,18 @@ def test_integration_poll_example_replays():
         t.join()
         assert recovered and [(e["seq"], e["event"]) for e in events] == [(4, "workflow.completed")]
         assert time.monotonic() - t0 < 15, "the long poll waited out its time"
+
+        # The curl form, with this channel's epoch in place of the doc's: the events after 17.
+        doc = open(os.path.join(REPO, "docs", "integration.md")).read()
+        curl = re.search(r"```sh\n# the same long poll with curl.*?\n(curl .*?)\n```", doc,
+                         re.S).group(1).replace("9f3ac10b5e7d2264", state["epoch"])
+        for i in range(5, 19):
+            pub.publish("workflow:42", "workflow.stage_completed", {"index": i})
+        env = dict(os.environ, RINGCAST=base, RINGCAST_API_KEY=API_KEY)
+        p = subprocess.run(["bash", "-c", curl], capture_output=True, text=True, env=env,
+                           timeout=40)
+        answer = json.loads(p.stdout)
+        assert answer["recovered"] and [e["seq"] for e in answer["events"]] == [18], p.stdout
 
         # Another epoch (the engine restarted, the channel was forgotten): resync.
         events, recovered = poll(base, "workflow:42", API_KEY, {"since": 2, "epoch": "1234"}, wait=1)
