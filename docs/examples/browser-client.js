@@ -11,7 +11,8 @@
 //   ...
 //   await sub.close();                                          // close code 1000
 //
-// The same pattern as docs/examples/subscriber.py (docs/integration.md, "Reconnect and resume"):
+// The same pattern as docs/examples/subscriber.py (docs/integration.md, "Subscribers:
+// reconnect and resume"):
 // - after any failure it reconnects with exponential backoff and full jitter: the n-th retry
 //   waits a random time in [0, min(cap, base * 2^n)] ms, so the browsers a server restart cut off
 //   do not all come back in the same instant; the count resets once every room is subscribed;

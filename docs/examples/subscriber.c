@@ -6,14 +6,15 @@
  * Prints every event of the ROOMs as one JSON line on stdout (the bytes the server sent) and what
  * the connection does on stderr. SIGINT or SIGTERM closes with 1000 and exits 0.
  *
- * The same pattern as docs/examples/subscriber.py (docs/integration.md, "Reconnect and resume"):
- * per room it keeps the epoch and the last seq it handled; after any failure it waits a random
- * time in [0, min(cap, base * 2^n)] (exponential backoff, full jitter), reconnects and subscribes
- * with {"since":seq,"epoch":epoch}, so the engine replays what was missed and every event is
- * handled exactly once, in order. "recovered":false calls on_resync(): the history is gone and the
- * program must refetch its state. proto/ does the protocol (http_write_upgrade_request,
- * http_response_parse, ws_frame_parse, env_msg_parse, json_*); this file is only sockets, poll
- * and the loop: one blocking connection, ppoll for timeouts and signals.
+ * The same pattern as docs/examples/subscriber.py (docs/integration.md, "Subscribers: reconnect
+ * and resume"): per room it keeps the epoch and the last seq it handled; after any failure it
+ * waits a random time in [0, min(cap, base * 2^n)] (exponential backoff, full jitter),
+ * reconnects and subscribes with {"since":seq,"epoch":epoch}, so the engine replays what was
+ * missed and every event is handled exactly once, in order. "recovered":false calls
+ * on_resync(): the history is gone and the program must refetch its state. proto/ does the
+ * protocol (http_write_upgrade_request, http_response_parse, ws_frame_parse, env_msg_parse,
+ * json_*); this file is only sockets, poll and the loop: one blocking connection, ppoll for
+ * timeouts and signals.
  * tests/clients/test_examples.py runs it through a proxy that cuts the connection mid-stream.
  */
 #include <errno.h>

@@ -9,7 +9,7 @@ a service; the main() below is the demo the tests run:
 prints every event of the ROOMs as one JSON line on stdout (the envelope as the server sent it)
 and what the connection does on stderr. Ctrl-C (SIGINT) or SIGTERM closes with 1000 and exits 0.
 
-What it does (docs/integration.md, "Reconnect and resume"):
+What it does (docs/integration.md, "Subscribers: reconnect and resume"):
 - reconnects after any failure with exponential backoff and full jitter: the n-th retry waits a
   random time in [0, min(cap, base * 2**n)], so a thousand clients cut off together do not come
   back together; the count resets once a connection has all its rooms subscribed again;

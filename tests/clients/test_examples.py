@@ -211,6 +211,23 @@ def test_example_with_token_reports_forbidden_room_and_keeps_the_rest(client, tm
         eng.check_clean_exit()
 
 
+@pytest.mark.parametrize("client", ["c", "python"])
+def test_example_gives_up_on_a_refused_token(client, tmp_path):
+    """A 401 at the upgrade will not fix itself: the example says so and exits 1 instead of
+    retrying forever. (A browser is not shown the status of a refused upgrade, only a close
+    1006, so browser-client.js keeps retrying with backoff; its page should fetch a new token.)"""
+    (tmp_path / "jwt.secret").write_bytes(b"examples-test-secret-0123456789abcdef")
+    eng = start_engine("--auth", "required", "--jwt-secret-file", str(tmp_path / "jwt.secret"))
+    try:
+        bad = issue_token.issue(b"another-secret-entirely-0123456789", "x", 300, ["workflow:42"])
+        p = subprocess.run(CLIENTS[client](eng.url, ["workflow:42"], ["--token", bad]),
+                           capture_output=True, text=True, timeout=30)
+        assert p.returncode == 1, p.stderr
+        assert "401" in p.stderr and "reconnecting" not in p.stderr, p.stderr
+    finally:
+        eng.check_clean_exit()
+
+
 # ---- docs/integration.md: the polling example, replayed ----
 
 def poll_example():
