@@ -134,7 +134,8 @@ static int send_frame(struct conn *c, uint8_t op, const void *payload, size_t le
     uint8_t *body = malloc(len ? len : 1);
     if (!body)
         return -1;
-    memcpy(body, payload, len);
+    if (len) /* an empty ping may come with a NULL payload */
+        memcpy(body, payload, len);
     ws_mask(body, len, mask, 0);
     size_t hlen = ws_frame_header_write(head, op, true, len, mask);
     int rc = send_all(c->fd, head, hlen) || send_all(c->fd, body, len) ? -1 : 0;
@@ -146,9 +147,11 @@ static int send_frame(struct conn *c, uint8_t op, const void *payload, size_t le
  * hold need of them. 0: got some; -1: EOF or error. */
 static int fill(struct conn *c, size_t need)
 {
-    memmove(c->buf, c->buf + c->off, c->len - c->off);
-    c->len -= c->off;
-    c->off = 0;
+    if (c->off) {
+        memmove(c->buf, c->buf + c->off, c->len - c->off);
+        c->len -= c->off;
+        c->off = 0;
+    }
     if (need < c->len + 4096)
         need = c->len + 65536;
     if (need > c->cap) {
@@ -398,7 +401,8 @@ static int run_connection(struct conn *c, bool *healthy)
                 if (!nm)
                     return -1;
                 c->msg = nm;
-                memcpy(c->msg + c->mlen, f.payload, f.len);
+                if (f.len)
+                    memcpy(c->msg + c->mlen, f.payload, f.len);
                 c->mlen += f.len;
                 if (f.msg_end) {
                     handle_message((const char *)c->msg, c->mlen);

@@ -25,7 +25,7 @@ import time
 
 import pytest
 
-from cli_helpers import API_KEY, Sub
+from cli_helpers import API_KEY, Sub, assert_no_sanitizer
 from cutproxy import CutProxy, client_frames
 from engine_harness import BUILD, REPO, Engine
 
@@ -222,6 +222,7 @@ def test_example_gives_up_on_a_refused_token(client, tmp_path):
         bad = issue_token.issue(b"another-secret-entirely-0123456789", "x", 300, ["workflow:42"])
         p = subprocess.run(CLIENTS[client](eng.url, ["workflow:42"], ["--token", bad]),
                            capture_output=True, text=True, timeout=30)
+        assert_no_sanitizer(p.stderr)
         assert p.returncode == 1, p.stderr
         assert "401" in p.stderr and "reconnecting" not in p.stderr, p.stderr
     finally:
