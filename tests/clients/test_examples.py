@@ -229,6 +229,31 @@ def test_example_gives_up_on_a_refused_token(client, tmp_path):
         eng.check_clean_exit()
 
 
+@pytest.mark.parametrize("client", sorted(CLIENTS))
+def test_example_answers_the_engines_heartbeat(client):
+    """An idle example answers the engine's pings (a browser does so by itself) and is not
+    closed with 4000: with a 1 s heartbeat and 1 s timeout, 4 s of silence would do it."""
+    eng = start_engine("--heartbeat-s", "1", "--heartbeat-timeout-s", "1")
+    try:
+        pub = publisher.connect(f"http://{eng.host}:{eng.port}", api_key=API_KEY)
+        sub = Sub(None, argv=CLIENTS[client](eng.url, ["workflow:42"]))
+        try:
+            sub.wait_stderr("subscribed", timeout=60)
+            time.sleep(4)
+            pub.publish("workflow:42", "workflow.started", {"workflow_id": "42"})
+            assert json.loads(wait_lines(sub, 1, timeout=30)[0])["event"] == "workflow.started"
+            err = sub.err.decode()
+            assert "reconnecting" not in err and "4000" not in err, err
+            assert sub.stop(signal.SIGINT, timeout=15) == 0, sub.err.decode()
+        finally:
+            if sub.proc.poll() is None:
+                sub.proc.kill()
+                sub.proc.wait()
+        pub.close()
+    finally:
+        eng.check_clean_exit()
+
+
 # ---- docs/integration.md: the polling example, replayed ----
 
 def poll_example():
