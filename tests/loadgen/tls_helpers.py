@@ -23,31 +23,40 @@ def _ca(d, name):
           "-addext", "keyUsage=critical,keyCertSign,cRLSign", cwd=d)
 
 
+def _leaf(d, name, san):
+    with open(os.path.join(d, name + ".ext"), "w") as f:
+        f.write("subjectAltName=%s\nbasicConstraints=CA:FALSE\n"
+                "keyUsage=critical,digitalSignature\nextendedKeyUsage=serverAuth\n" % san)
+    _ossl("req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+          "-keyout", name + ".key", "-out", name + ".csr", "-subj", "/CN=" + name, cwd=d)
+    _ossl("x509", "-req", "-in", name + ".csr", "-CA", "ca.pem", "-CAkey", "ca.key",
+          "-CAcreateserial", "-out", name + ".pem", "-days", "2", "-extfile", name + ".ext",
+          cwd=d)
+
+
 def make_pki(d):
-    """Writes ca.pem, other_ca.pem, server.pem and server.key under d; returns a dict of paths."""
+    """Under d: ca.pem (the test CA), other_ca.pem (a CA that signed nothing here), server.pem
+    and server.key (for localhost and 127.0.0.1, signed by ca), elsewhere.pem and elsewhere.key
+    (signed by ca, but for elsewhere.test only). Returns a dict of the paths."""
     d = str(d)
     _ca(d, "ca")
     _ca(d, "other_ca")
-    with open(os.path.join(d, "server.ext"), "w") as f:
-        f.write("subjectAltName=DNS:localhost,IP:127.0.0.1\nbasicConstraints=CA:FALSE\n"
-                "keyUsage=critical,digitalSignature\nextendedKeyUsage=serverAuth\n")
-    _ossl("req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
-          "-keyout", "server.key", "-out", "server.csr", "-subj", "/CN=localhost", cwd=d)
-    _ossl("x509", "-req", "-in", "server.csr", "-CA", "ca.pem", "-CAkey", "ca.key",
-          "-CAcreateserial", "-out", "server.pem", "-days", "2", "-extfile", "server.ext", cwd=d)
+    _leaf(d, "server", "DNS:localhost,IP:127.0.0.1")
+    _leaf(d, "elsewhere", "DNS:elsewhere.test")
     return {k: os.path.join(d, v) for k, v in
             (("ca", "ca.pem"), ("other_ca", "other_ca.pem"), ("cert", "server.pem"),
-             ("key", "server.key"))}
+             ("key", "server.key"), ("elsewhere_cert", "elsewhere.pem"),
+             ("elsewhere_key", "elsewhere.key"))}
 
 
 class TlsFront:
     """tls_front.py in front of upstream_port (fault: see tls_front.py). .port, .stop()."""
 
-    def __init__(self, pki, upstream_port=0, fault="none"):
+    def __init__(self, pki, upstream_port=0, fault="none", cert="cert", key="key"):
         cmd = [sys.executable, TLS_FRONT, "--port", "0", "--fault", fault,
                "--upstream-port", str(upstream_port)]
         if pki:
-            cmd += ["--cert", pki["cert"], "--key", pki["key"]]
+            cmd += ["--cert", pki[cert], "--key", pki[key]]
         self.proc, self.port = start_server(cmd)
 
     def stop(self):
