@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "proto/envelope.h"
 #include "proto/json.h"
@@ -240,6 +241,10 @@ static int connect_or_say(struct wsc *c, const struct opts *o)
     }
     if (o->ca && o->insecure) {
         fprintf(stderr, "ringcast-cli: --ca and --insecure contradict each other: give one\n");
+        return EXIT_USAGE;
+    }
+    if (o->ca && access(o->ca, R_OK) != 0) {
+        fprintf(stderr, "ringcast-cli: cannot read --ca %s: %s\n", o->ca, strerror(errno));
         return EXIT_USAGE;
     }
     struct wsc_tls tls = {.ca_file = o->ca, .insecure = o->insecure};

@@ -389,23 +389,17 @@ static void refusal(struct wsc *c, const struct http_response *res, size_t head,
             res->reason.base, blen ? ": " : "", body);
 }
 
-/* wss://: the TLS handshake on the connected socket, within deadline. */
-static int tls_handshake(struct wsc *c, const struct wsc_url *u, const struct wsc_tls *opt,
-                         int64_t deadline)
+/* wss://: the TLS handshake on the connected socket, within deadline (ctx: the client
+ * context, made before connecting so a bad --ca file fails first). */
+static int tls_handshake(struct wsc *c, const struct wsc_url *u, SSL_CTX *ctx, int64_t deadline)
 {
     char why[512];
-    SSL_CTX *ctx = tlsc_ctx_new(opt ? opt->ca_file : NULL, opt && opt->insecure, why, sizeof(why));
-    if (!ctx) {
-        set_err(c, "%s", why);
-        return WSC_ERR;
-    }
     c->tls = calloc(1, sizeof(*c->tls));
-    int r = c->tls ? tlsc_start(c->tls, ctx, u->host, why, sizeof(why)) : -1;
-    SSL_CTX_free(ctx); /* the session holds its own reference */
     if (!c->tls) {
         set_err(c, "out of memory");
         return WSC_ERR;
     }
+    int r = tlsc_start(c->tls, ctx, u->host, why, sizeof(why));
     if (r) {
         set_err(c, "TLS setup for %s: %s", u->host_header, why);
         return WSC_ERR;
@@ -453,9 +447,20 @@ int wsc_connect(struct wsc *c, const struct wsc_url *u, const char *token,
     memset(c, 0, sizeof(*c));
     c->fd = -1;
     int64_t deadline = deadline_in(timeout_ms);
-    if (tcp_connect(c, u, deadline))
-        return WSC_ERR;
-    if (u->tls && tls_handshake(c, u, tls, deadline))
+    SSL_CTX *ctx = NULL;
+    if (u->tls) {
+        char why[512];
+        ctx = tlsc_ctx_new(tls ? tls->ca_file : NULL, tls && tls->insecure, why, sizeof(why));
+        if (!ctx) {
+            set_err(c, "%s", why);
+            return WSC_ERR;
+        }
+    }
+    int r = tcp_connect(c, u, deadline);
+    if (!r && ctx)
+        r = tls_handshake(c, u, ctx, deadline);
+    SSL_CTX_free(ctx); /* the session holds its own reference */
+    if (r)
         return WSC_ERR;
     size_t early;
     if (c->tls && tls_input(c, NULL, 0, &early)) /* records that came with the handshake */
