@@ -310,10 +310,6 @@ def test_integration_poll_example_replays():
         eng.check_clean_exit()
 
 
-@pytest.mark.xfail(strict=True, reason="engine bug: a poll answered recovered:false carries seq 0 "
-                   "(engine/history.c poll_answer), so a poller that passes it back, as "
-                   "http-api.md says, is answered recovered:false forever once the history "
-                   "was trimmed")
 def test_poll_after_recovered_false_catches_up():
     poll = poll_example()
     eng = start_engine("--history-size", "4")
