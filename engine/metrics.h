@@ -94,9 +94,12 @@ struct metrics_lat_pend {
     int64_t t0[METRICS_LAT_PEND];
 };
 
-/* One publish delivered to local subscribers in this iteration. */
+/* One publish delivered to local subscribers in this iteration. A frame nobody stamped (t0 0:
+ * an event the engine made up, not a publish) is not timed. */
 static inline void metrics_lat_mark(struct metrics_lat_pend *p, int64_t t0_ns)
 {
+    if (!t0_ns)
+        return;
     if (p->len && p->t0[p->len - 1] == t0_ns) {
         p->n[p->len - 1]++;
     } else if (p->len < METRICS_LAT_PEND) {
