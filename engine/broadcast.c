@@ -429,6 +429,7 @@ static void deliver_local(struct worker *w, struct room *r, struct frame *f)
         if (!m->pend && !m->resume)
             sendq_push(m->conn, f);
     w->m.deliveries += n;
+    metrics_lat_mark(&w->lat, f->t0_ns);
 }
 
 /* A worker's link is full: its subscribers of this room miss the event, so it closes them. */
@@ -450,7 +451,7 @@ static void frame_dropped(struct worker *w, unsigned target)
  * --max-rooms is reached and no idle room can go. *r_out is the room (still alive) or NULL.
  * Returns the subscriber count, or -1 when the frame could not be allocated. */
 static int64_t home_publish(struct worker *w, struct span name, uint32_t hash, struct span event,
-                            struct span payload, uint64_t *seq, uint64_t *epoch,
+                            struct span payload, int64_t t0_ns, uint64_t *seq, uint64_t *epoch,
                             struct room **r_out)
 {
     struct room *r = room_find(&w->rooms, hash, name.base, name.len);
@@ -476,6 +477,7 @@ static int64_t home_publish(struct worker *w, struct span name, uint32_t hash, s
     frame_writer(f, &jw);
     env_write_event(&jw, event, room_name_escaped(r), payload, w->now_ms, *seq);
     frame_finish(f, WS_OP_TEXT, jw.len);
+    f->t0_ns = t0_ns;
     history_record(w, r, f, *seq);
     *epoch = r->epoch; /* a new one if the event could not be kept */
     if (remote) {
@@ -521,7 +523,7 @@ void bc_publish(struct conn *c, struct span name, struct span event, struct span
     if (home == w->id) {
         uint64_t seq, epoch;
         struct room *r;
-        int64_t subs = home_publish(w, name, hash, event, payload, &seq, &epoch, &r);
+        int64_t subs = home_publish(w, name, hash, event, payload, w->mono_ns, &seq, &epoch, &r);
         if (subs < 0) {
             reply_oom(c, id);
             if (r)
@@ -565,6 +567,7 @@ void bc_publish(struct conn *c, struct span name, struct span event, struct span
     m->event_len = (uint32_t)event.len;
     m->payload_len = (uint32_t)payload.len;
     m->id_len = (uint32_t)id.len;
+    m->t0_ns = w->mono_ns;
     char *p = m->data + name.len;
     memcpy(p, event.base, event.len);
     if (payload.len) /* a publish without a payload has a NULL span too */
@@ -594,7 +597,7 @@ enum bc_http_res bc_publish_http(struct worker *w, struct span name, struct span
     if (home == w->id) {
         struct room *r;
         uint64_t epoch;
-        int64_t subs = home_publish(w, name, hash, event, payload, seq, &epoch, &r);
+        int64_t subs = home_publish(w, name, hash, event, payload, w->mono_ns, seq, &epoch, &r);
         if (r)
             room_maybe_free(w, r);
         if (subs < 0)
@@ -617,6 +620,7 @@ enum bc_http_res bc_publish_http(struct worker *w, struct span name, struct span
     m->room_hash = hash;
     m->event_len = (uint32_t)event.len;
     m->payload_len = (uint32_t)payload.len;
+    m->t0_ns = w->mono_ns;
     char *p = m->data + name.len;
     memcpy(p, event.base, event.len);
     if (payload.len) /* SPAN_NULL (no data) has no bytes to copy */
@@ -697,7 +701,8 @@ static void on_publish(struct worker *w, struct xmsg *m)
     struct span event = {p, m->event_len};
     struct span payload = {p + m->event_len, m->payload_len};
     struct room *r;
-    int64_t subs = home_publish(w, name, m->room_hash, event, payload, &m->seq, &m->epoch, &r);
+    int64_t subs =
+        home_publish(w, name, m->room_hash, event, payload, m->t0_ns, &m->seq, &m->epoch, &r);
     m->err = subs < 0;
     m->subscribers = subs < 0 ? 0 : (uint64_t)subs;
     m->type = XM_PUB_ACK;

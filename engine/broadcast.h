@@ -80,6 +80,7 @@ struct xmsg {
     int64_t deadline_ms; /* XM_POLL: answer by then (monotonic); 0: at once */
     uint32_t nframes;    /* *_ACK: frame references after the room name (bc_xmsg_frames) */
     bool recovered;
+    int64_t t0_ns; /* XM_PUBLISH: when the publish was received (metrics.h) */
     /* Aligned: gathered answers (http_stats.c) place structs after the room name. */
     _Alignas(8) char data[]; /* room (unescaped), event (escaped), payload (raw JSON), id */
 };

@@ -104,6 +104,7 @@ struct frame *dispatch_reply_published(struct worker *w, struct span channel_esc
 void dispatch_write_error(struct worker *w, struct frame *f, const char *code, const char *message,
                           struct span id)
 {
+    metrics_count_error(&w->m, false, code);
     struct jw jw;
     frame_writer(f, &jw);
     env_write_error(&jw, code, message, id, w->now_ms);

@@ -18,6 +18,7 @@ struct frame *frame_alloc(size_t cap, size_t room_len)
     f->cap = (uint32_t)cap;
     f->room_hash = 0;
     f->room = SPAN_NULL;
+    f->t0_ns = 0;
     return f;
 }
 

@@ -30,6 +30,7 @@ struct frame {
     uint32_t cap;       /* payload bytes reserved after WS_MAX_HEADER_UNMASKED */
     uint32_t room_hash; /* broadcast frames: hash of the room name (room.h) */
     struct span room;   /* broadcast frames: unescaped room name, stored after the payload */
+    int64_t t0_ns;      /* broadcast frames: when the publish was received (metrics.h) */
     uint8_t buf[];
 };
 

@@ -56,6 +56,7 @@ void http_api_reply(struct conn *c, int status, const char *hname, const char *h
 void http_api_error(struct conn *c, int status, const char *code, const char *message,
                     bool keep_alive)
 {
+    metrics_count_error(&c->w->m, true, code);
     char body[512];
     struct jw jw;
     jw_init(&jw, body, sizeof(body));
@@ -74,6 +75,7 @@ void http_api_error(struct conn *c, int status, const char *code, const char *me
 
 static void method_not_allowed(struct conn *c, const char *allow, bool keep_alive)
 {
+    metrics_count_error(&c->w->m, true, "METHOD_NOT_ALLOWED");
     char body[160];
     int n =
         snprintf(body, sizeof(body),

@@ -11,6 +11,11 @@
 #include <stddef.h>
 #include <stdint.h>
 
+/* Error codes counted (metrics_error_index), "other" included. */
+#define METRICS_NERRORS 21
+/* Buckets of the publish-to-last-send histogram: 16 bounds, 10 us to 1 s, and +Inf. */
+#define METRICS_LAT_NB 17
+
 struct metrics {
     uint64_t accepted;
     uint64_t upgraded;
@@ -43,7 +48,72 @@ struct metrics {
     uint64_t resumes_lost;    /* ... answered "recovered":false */
     uint64_t replayed;        /* history frames sent to resuming members (home) */
     uint64_t history_evicted; /* idle rooms freed with their history under max-rooms */
+
+    /* Error answers by code (metrics_error_index): [0] WebSocket error envelopes, [1] HTTP API
+     * error bodies. */
+    uint64_t errors[2][METRICS_NERRORS];
+    /* Publish-to-last-send (metrics_lat_flush): samples per bucket (not cumulative; the last is
+     * +Inf), their sum in ns and their count. */
+    uint64_t lat_buckets[METRICS_LAT_NB];
+    uint64_t lat_sum_ns;
+    uint64_t lat_count;
 };
+
+/* ---- errors by code ---- */
+
+/* Index of an error code ("RATE_LIMITED", ...) in metrics.errors; 0 for one not in the table.
+ * A string compare per table entry: only error paths call it. */
+unsigned metrics_error_index(const char *code);
+/* The code of index i ("other" for 0). */
+const char *metrics_error_code(unsigned i);
+static inline void metrics_count_error(struct metrics *m, bool http, const char *code)
+{
+    m->errors[http][metrics_error_index(code)]++;
+}
+
+/* ---- publish-to-last-send latency ----
+ *
+ * What is measured, per worker: from the moment the worker that received a publish read the
+ * clock for the loop iteration that handled its recv completion (t0, carried in the frame and
+ * across workers in the XM_PUBLISH), to the moment this worker's io_uring_submit of that
+ * iteration's sends returned (the sends of the event to its last local subscriber included).
+ * A send to a socket with room in its buffer is issued inline by the submit, so when it returns
+ * the bytes are in the kernel; a send that has to wait for room (a slow consumer) is not
+ * followed further. Completion per event would need a counter per event per worker touched on
+ * every send completion; this costs, per publish, one store in the frame and one entry here,
+ * and per loop iteration with deliveries one clock read (no clock read per publish or per
+ * subscriber: t0 is the iteration's clock). A publish fanned out over several workers gives a
+ * sample on each (its own last send); Prometheus sums the workers' histograms. */
+#define METRICS_LAT_PEND 32 /* distinct t0s one iteration keeps (more are folded into the last) */
+extern const int64_t metrics_lat_bounds_ns[METRICS_LAT_NB - 1];
+
+/* The publishes this iteration delivered, grouped by t0 (most share their iteration's). */
+struct metrics_lat_pend {
+    unsigned len;
+    uint32_t n[METRICS_LAT_PEND];
+    int64_t t0[METRICS_LAT_PEND];
+};
+
+/* One publish delivered to local subscribers in this iteration. A frame nobody stamped (t0 0:
+ * an event the engine made up, not a publish) is not timed. */
+static inline void metrics_lat_mark(struct metrics_lat_pend *p, int64_t t0_ns)
+{
+    if (!t0_ns)
+        return;
+    if (p->len && p->t0[p->len - 1] == t0_ns) {
+        p->n[p->len - 1]++;
+    } else if (p->len < METRICS_LAT_PEND) {
+        p->t0[p->len] = t0_ns;
+        p->n[p->len++] = 1;
+    } else {
+        p->n[p->len - 1]++; /* rare: the count stays right, the sample takes a later t0 */
+    }
+}
+/* The iteration's sends were submitted at now_ns: records p's samples into m, empties p. */
+void metrics_lat_flush(struct metrics *m, struct metrics_lat_pend *p, int64_t now_ns);
+/* The q-quantile (0..1) in ns of a bucket array (not cumulative), interpolated inside its
+ * bucket; 0 when empty. */
+uint64_t metrics_lat_quantile_ns(const uint64_t *buckets, double q);
 
 struct worker;
 

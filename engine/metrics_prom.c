@@ -240,6 +240,39 @@ bool metrics_prom_render(const struct metrics_snap *snaps, unsigned n, int64_t u
                 tprintf(&b, "ringcast_http_responses_total{worker=\"%u\",code=\"other\"} %llu\n", i,
                         (unsigned long long)snaps[i].m.http_status[k]);
         }
+    tprintf(&b, "# HELP ringcast_errors_total Error answers by code: WebSocket error envelopes "
+                "(via=\"websocket\") and HTTP API error bodies (via=\"http\").\n"
+                "# TYPE ringcast_errors_total counter\n");
+    for (unsigned i = 0; i < n; i++)
+        for (unsigned via = 0; via < 2; via++)
+            for (unsigned k = 0; k < METRICS_NERRORS; k++)
+                tprintf(&b, "ringcast_errors_total{worker=\"%u\",via=\"%s\",code=\"%s\"} %llu\n", i,
+                        via ? "http" : "websocket", metrics_error_code(k),
+                        (unsigned long long)snaps[i].m.errors[via][k]);
+    tprintf(&b, "# HELP ringcast_publish_to_last_send_seconds From a publish's receipt to the "
+                "submission of this worker's last send of it (one sample per worker that has "
+                "subscribers).\n# TYPE ringcast_publish_to_last_send_seconds histogram\n");
+    for (unsigned i = 0; i < n; i++) {
+        const struct metrics *m = &snaps[i].m;
+        uint64_t cum = 0;
+        for (unsigned k = 0; k < METRICS_LAT_NB; k++) {
+            cum += m->lat_buckets[k];
+            if (k < METRICS_LAT_NB - 1)
+                tprintf(&b,
+                        "ringcast_publish_to_last_send_seconds_bucket{worker=\"%u\",le=\"%g\"} "
+                        "%llu\n",
+                        i, (double)metrics_lat_bounds_ns[k] / 1e9, (unsigned long long)cum);
+            else
+                tprintf(&b,
+                        "ringcast_publish_to_last_send_seconds_bucket{worker=\"%u\",le=\"+Inf\"} "
+                        "%llu\n",
+                        i, (unsigned long long)cum);
+        }
+        tprintf(&b,
+                "ringcast_publish_to_last_send_seconds_sum{worker=\"%u\"} %.9f\n"
+                "ringcast_publish_to_last_send_seconds_count{worker=\"%u\"} %llu\n",
+                i, (double)m->lat_sum_ns / 1e9, i, (unsigned long long)m->lat_count);
+    }
     if (b.oom) {
         free(b.p);
         return false;

@@ -89,6 +89,8 @@ struct room {
     uint64_t mask;    /* workers (other than the home) with subscribers */
     uint64_t remote;  /* subscribers on other workers */
     uint32_t *wcount; /* per-worker counts, nworkers entries; NULL with one worker */
+    /* Home: seq at this worker's last "$sys" stats event (sys_stats.h: top rooms by rate). */
+    uint64_t stats_seq;
     /* Delivery guarantees (history.h). On the home: the room's epoch (random at creation,
      * never 0), its last events and the long polls waiting for the next one. Elsewhere: the
      * home's epoch as its join ack said (stable while we have subscribers: they keep the home's

@@ -17,8 +17,8 @@
 struct worker;
 
 #define SYS_ROOM "$sys"
-/* How many of its home rooms a worker reports, by subscribers. */
-#define SYS_TOP_ROOMS 8
+/* How many of its home rooms a worker reports, by subscribers and by publishes/s. */
+#define SYS_TOP_ROOMS 10
 
 /* True for a reserved room name (one clients may not publish to). */
 static inline bool sys_room_reserved(struct span name)

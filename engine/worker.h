@@ -165,6 +165,7 @@ struct worker {
     uint64_t tick;   /* timer ticks since start */
     int64_t now_ms;  /* CLOCK_REALTIME, read once per loop iteration */
     int64_t mono_ms; /* CLOCK_MONOTONIC, same */
+    int64_t mono_ns; /* the same reading in ns: a publish's t0 (metrics.h) */
 
     struct __kernel_timespec tick_ts;
     int64_t start_mono_ms;
@@ -180,6 +181,7 @@ struct worker {
     uint64_t last_accept_tick;
 
     struct metrics m;
+    struct metrics_lat_pend lat; /* publishes delivered this iteration, timed after the submit */
     jsmntok_t toks[ENV_MAX_TOKENS];
     char unescape[CHANNEL_UNESCAPE_CAP];
 };

@@ -63,6 +63,11 @@ async function main() {
                [...tr.children].map((td) => td.textContent)),
              chartPoints: document.querySelector('#chart-deliveries polyline')
                .getAttribute('points').split(' ').length,
+             latP99: t('lat-p99'), latSub: t('lat-sub'),
+             latChartPoints: document.querySelector('#chart-lat polyline')
+               .getAttribute('points').split(' ').length,
+             topRateRows: [...document.querySelectorAll('#top-rate tr')].map((tr) =>
+               [...tr.children].map((td) => td.textContent)),
              scripts: [...document.scripts].map((s) => s.src).filter(Boolean),
              links: [...document.querySelectorAll('link[href]')].length,
              href: location.href };

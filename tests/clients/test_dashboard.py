@@ -74,7 +74,8 @@ def test_dashboard_live_in_chromium(tmp_path, node, chromium):
     samples = res["samples"]
     if os.environ.get("DASH_DEBUG"):
         for s in samples:
-            print({k: s[k] for k in ("t", "events", "connected", "connections", "deliveriesRate")})
+            print({k: s[k] for k in ("t", "events", "connected", "connections", "deliveriesRate",
+                                     "latSamples", "latP50us", "latP99us", "topRate")})
     before = samples[0]
     assert before["connections"] <= 3, before  # the page's own WebSocket (and its HTTP load)
     assert max(s["connections"] for s in samples) >= 30
@@ -84,7 +85,19 @@ def test_dashboard_live_in_chromium(tmp_path, node, chromium):
     assert res["final"]["slowCloses"] >= 1
     assert any(any(r["name"] == "load:a" and r["subscribers"] == 20 for r in s["top"])
                for s in samples), "load:a never showed among the top rooms"
+    # Publish latency (engine time, publish to last send) moves with the load: samples and a
+    # p99 show up in the numbers and the chart; top rooms by rate name the loaded rooms.
+    assert max(s["latSamples"] for s in samples) > 100
+    assert before["latSamples"] < max(s["latSamples"] for s in samples)
+    assert any(0 < s["latP50us"] <= s["latP99us"] < 1e6 for s in samples)
+    busy = [r for s in samples for r in s["topRate"]]
+    assert any(r["name"] == "load:a" and r["rate"] > 50 and r["subscribers"] == 20
+               for r in busy), "load:a never showed among the top rooms by rate"
+    assert all(len(s["topRate"]) <= 10 and len(s["top"]) <= 10 for s in samples)
     dom = res["dom"]
+    assert dom["latP99"] != "–" and dom["latChartPoints"] >= 5, dom
+    # 2.5 s after the load the busiest rooms are still listed (for 10 s), rates falling.
+    assert "load:a" in [row[0] for row in dom["topRateRows"]], dom["topRateRows"]
     assert dom["status"] == "live" and dom["slow"] != "–" and int(dom["slow"]) >= 1
     assert dom["chartPoints"] >= 5
     assert not dom["scripts"] and not dom["links"], "the page must be self-contained"

@@ -80,6 +80,20 @@ def test_sys_stats_events_every_second_per_worker(start_engine):
     assert {"name": weird, "subscribers": 3} in [{k: r[k] for k in ("name", "subscribers")}
                                                   for r in tops]
     assert not any(r["name"].startswith("$") for r in tops)
+    # Top rooms by rate: the one publish shows once, as 1 event in its home's interval.
+    rated = [(m["data"]["worker"], r) for _, m in events for r in m["data"]["top_rate"]]
+    assert [r["published"] for _, r in rated if r["name"] == weird] == [1], rated
+    assert not any(r["name"].startswith("$") for _, r in rated)
+    # Publish latency over each worker's last interval: bucket counts for the 16 bounds and
+    # +Inf; the publish to the 3 subscribers (and the stats events to this subscriber) are in.
+    for _, m in events:
+        d = m["data"]
+        assert d["lat_bounds_us"][0] == 10 and d["lat_bounds_us"][-1] == 1000000
+        assert len(d["lat_buckets"]) == len(d["lat_bounds_us"]) + 1
+        assert 0 < d["interval_ms"] <= 5000  # the first one: since the start
+        assert (d["lat_p50_us"] <= d["lat_p99_us"]) and (sum(d["lat_buckets"]) > 0) == \
+            (d["lat_p99_us"] > 0)
+    assert sum(sum(m["data"]["lat_buckets"]) for _, m in events) >= 2
 
 
 def test_clients_cannot_publish_to_dollar_rooms(start_engine):
