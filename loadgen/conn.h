@@ -25,6 +25,7 @@ enum lg_conn_state {
     CS_READY,
     CS_CLOSED, /* closed after it was ready: counted as a disconnect */
     CS_FAILED, /* never became ready */
+    CS_AWAY,   /* dropped on purpose by --reconnect-every, reconnecting (reconnect.h) */
 };
 
 struct lg_buf {
@@ -59,6 +60,7 @@ struct lg_conn {
     bool http;
     uint32_t hq_head, hq_len, hq_cap;
     uint64_t *hq;
+    struct lg_rconn *rc; /* --reconnect-every (reconnect.h), else NULL */
 };
 
 /* Queues len bytes on c (the caller's bytes are copied). Submission happens in the worker
