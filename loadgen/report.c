@@ -149,18 +149,26 @@ const char *lg_lag_warning(const struct lg_result *res, char *buf, size_t size)
     double lag = (double)hist_percentile(&res->lag, 99) / 1e6;
     double lat = (double)hist_percentile(&res->lat, 99) / 1e6;
     double corr = (double)hist_percentile(&res->lat_corr, 99) / 1e6;
-    char tail[160];
+    double short_pct = res->rate_short_pct > 0 ? res->rate_short_pct : 0.0;
+    char tail[200];
     if (res->lat.count)
         snprintf(tail, sizeof(tail),
-                 "against a latency p99 of %.2f ms (the corrected p99, %.2f ms, includes the lag)",
-                 lat, corr);
+                 "lag p99 %.2f ms against a latency p99 of %.2f ms (the corrected p99, %.2f ms, "
+                 "includes the lag)",
+                 lag, lat, corr);
     else
-        snprintf(tail, sizeof(tail), "(no latency samples to compare with)");
-    int n = snprintf(buf, size,
+        snprintf(tail, sizeof(tail), "lag p99 %.2f ms (no latency samples to compare with)", lag);
+    int n;
+    if (res->behind_schedule || res->rate_short_pct > LG_RATE_SHORT_PCT)
+        n = snprintf(buf, size,
                      "publishers fell behind their schedule: %.1f publishes/s sent in the "
-                     "measured period of %.1f/s asked (%.1f%% short), lag p99 %.2f ms %s",
-                     res->achieved_per_s, res->target_per_s,
-                     res->rate_short_pct > 0 ? res->rate_short_pct : 0.0, lag, tail);
+                     "measured period of %.1f/s asked (%.1f%% short), %s",
+                     res->achieved_per_s, res->target_per_s, short_pct, tail);
+    else
+        n = snprintf(buf, size,
+                     "publishes went out late: %s, so the corrected figures are mostly the "
+                     "publishers' own delay (the rate held: %.1f publishes/s of %.1f/s asked)",
+                     tail, res->achieved_per_s, res->target_per_s);
     if (res->behind_schedule && n > 0 && (size_t)n < size)
         snprintf(buf + n, size - (size_t)n,
                  "; %" PRIu64 " of %" PRIu64 " scheduled publishes were never sent", res->unsent,
