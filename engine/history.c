@@ -241,8 +241,9 @@ static void poll_answer(struct worker *w, struct room *r, struct xmsg *m)
     }
     a->recovered = ok;
     a->epoch = r ? r->epoch : 0;
-    /* The position to poll from next: the last event sent, or where the room is. */
-    a->seq = n ? last : ok ? (r ? r->seq : 0) : 0;
+    /* The position to poll from next: the last event sent, or where the room is (also after
+     * recovered:false, so a poller that resyncs and passes it back catches up). */
+    a->seq = n ? last : r ? r->seq : 0;
     unsigned to = a->from;
     a->from = (uint8_t)w->id;
     if (to == w->id)
