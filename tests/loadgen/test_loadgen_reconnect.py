@@ -180,3 +180,32 @@ def test_overloaded_run_warns_with_the_figures(engine, tmp_path):
                   r"([\d.]+) ms", r.stderr)
     assert m, r.stderr
     assert float(m.group(1)) < 20000 * 0.97 and float(m.group(2)) > 3
+
+
+def test_reconnect_over_wss_resumes_without_loss(tmp_path):
+    """Over wss:// (tls_front.py before the engine): every reconnect is a fresh TLS session,
+    and the resumes hold as over ws://."""
+    import sys
+    from tls_helpers import TlsFront, make_pki
+    sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "engine"))
+    from engine_harness import Engine
+    if not os.path.exists(ENGINE):
+        pytest.skip("engine not built at %s" % ENGINE)
+    pki = make_pki(tmp_path)
+    e = Engine(["--threads", "1", "--rate-limit", "0", "--history-size", "1000"])
+    f = TlsFront(pki, e.port)
+    try:
+        r = run_loadgen(["--url", "wss://localhost:%d/ws" % f.port, "--ca", pki["ca"],
+                         "--connections", 20, "--rooms", 2, "--rate", 100,
+                         "--warmup", "300ms", "--duration", "2s", "--drain", "3s",
+                         "--reconnect-every", "300ms:500ms", "--connect-timeout", "60s",
+                         "--json", tmp_path / "r.json"], timeout=120)
+        j = load(tmp_path)
+        d, rc = j["deliveries"], j["reconnect"]
+        assert r.returncode == 0, r.stdout + r.stderr
+        assert d["lost"] == 0 and d["duplicate"] == 0 and d["delivered"] == d["expected"] > 0, d
+        assert rc["reconnects"] >= 20 and rc["failed"] == 0, rc
+        assert rc["resumes_recovered"] == rc["reconnects"] and rc["replayed"] > 0, rc
+    finally:
+        f.stop()
+        e.check_clean_exit()
