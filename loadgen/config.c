@@ -15,16 +15,17 @@
 #include "lg.h"
 
 /* Defaults, with why. */
-#define DEF_URL                "ws://127.0.0.1:8765/ws" /* the engine's default bind and port */
-#define DEF_CONNECTIONS        100
-#define DEF_RATE               100.0 /* publishes/s: the CI reference rate */
-#define DEF_WINDOW             8     /* closed loop: enough in flight to keep a fan-out busy */
-#define DEF_SIZE               128   /* bytes: a typical small event */
-#define DEF_DURATION_NS        10000000000ll
-#define DEF_WARMUP_NS          1000000000ll /* lets caches, TCP windows and the server settle */
-#define DEF_DRAIN_NS           2000000000ll /* stragglers later than this count as lost */
-#define DEF_CONNECT_TIMEOUT_NS 30000000000ll
-#define DEF_STALL_NS           100000000ll /* a gap without deliveries above 100 ms is a stall */
+#define DEF_URL                  "ws://127.0.0.1:8765/ws" /* the engine's default bind and port */
+#define DEF_CONNECTIONS          100
+#define DEF_RATE                 100.0 /* publishes/s: the CI reference rate */
+#define DEF_WINDOW               8     /* closed loop: enough in flight to keep a fan-out busy */
+#define DEF_SIZE                 128   /* bytes: a typical small event */
+#define DEF_DURATION_NS          10000000000ll
+#define DEF_WARMUP_NS            1000000000ll /* lets caches, TCP windows and the server settle */
+#define DEF_DRAIN_NS             2000000000ll /* stragglers later than this count as lost */
+#define DEF_CONNECT_TIMEOUT_NS   30000000000ll
+#define DEF_RECONNECT_BACKOFF_NS 50000000ll  /* 25-75 ms before a dropped subscriber returns */
+#define DEF_STALL_NS             100000000ll /* a gap without deliveries above 100 ms is a stall */
 
 char lg_error_msg[1024];
 
@@ -78,6 +79,10 @@ void lg_usage(FILE *f)
           "                         keep-alive HTTP connection each, pipelined (ws)\n"
           "  --api-key KEY          the engine's API key, for --publish-via http\n"
           "  --connect-timeout D    give up if setup takes longer (30s)\n"
+          "  --reconnect-every D[:J]  each subscriber drops its connection (RST or clean close)\n"
+          "                         after a uniform D..D+J live, reconnects and resumes with\n"
+          "                         since/epoch; losses, duplicates and order span it (off)\n"
+          "  --reconnect-backoff B  wait B/2..3B/2 before reconnecting (50ms)\n"
           "  --scenario FILE        INI file with any of these options\n"
           "Output:\n"
           "  --json FILE            every figure as JSON\n"
@@ -428,6 +433,28 @@ static int apply(struct lg_config *cfg, const char *name, const char *v)
         if (parse_gate_duration(name, v, &d))
             return -1;
         cfg->stall_ns = (uint64_t)d;
+    } else if (!strcmp(name, "reconnect-every")) {
+        /* D[:J]: every subscriber drops after a uniform D..D+J of being live (0: never). */
+        NEED_V;
+        char tmp[64];
+        set_str(tmp, sizeof(tmp), v);
+        char *colon = strchr(tmp, ':');
+        int64_t j = 0;
+        if (colon) {
+            *colon = 0;
+            if ((j = lg_parse_duration(colon + 1, 1000000000)) < 0)
+                goto bad;
+        }
+        if ((d = lg_parse_duration(tmp, 1000000000)) < 0 || (d && d < 10000000) ||
+            d > 3600 * INT64_C(1000000000) || j > 3600 * INT64_C(1000000000))
+            goto bad;
+        cfg->reconnect_ns = (uint64_t)d;
+        cfg->reconnect_jitter_ns = (uint64_t)j;
+    } else if (!strcmp(name, "reconnect-backoff")) {
+        NEED_V;
+        if ((d = lg_parse_duration(v, 1000000000)) < 0 || d > 60 * INT64_C(1000000000))
+            goto bad;
+        cfg->reconnect_backoff_ns = (uint64_t)d;
     } else if (!strcmp(name, "max-regression")) {
         cfg->max_regression_set = true;
         NEED_V;
@@ -493,6 +520,8 @@ static const char *const known[] = {"help",
                                     "stall-threshold",
                                     "scenario",
                                     "repeat",
+                                    "reconnect-every",
+                                    "reconnect-backoff",
                                     NULL};
 
 static bool is_known(const char *name)
@@ -562,6 +591,7 @@ static void defaults(struct lg_config *cfg)
     cfg->repeat = 1;
     cfg->max_stall_ns = -1;
     cfg->stall_ns = DEF_STALL_NS;
+    cfg->reconnect_backoff_ns = DEF_RECONNECT_BACKOFF_NS;
 }
 
 int lg_config_parse(struct lg_config *cfg, int argc, char **argv)

@@ -26,6 +26,8 @@
 #include "proto/json.h"
 
 #include "payload.h"
+#include "reconnect.h"
+#include "series.h"
 #include "tls_client.h"
 #include "vcache.h"
 
@@ -259,11 +261,17 @@ void lg_conn_wake(struct lg_worker *w, int ring_fd)
 static void conn_end(struct lg_worker *w, struct lg_conn *c, const char *fmt, ...)
 {
     struct ring_state *rs = w->priv;
-    if (c->state == CS_CLOSED || c->state == CS_FAILED)
+    if (c->state == CS_CLOSED || c->state == CS_FAILED || c->state == CS_AWAY)
         return;
     if (c->state == CS_CONNECTING || c->state == CS_HANDSHAKE)
         rs->connecting--;
-    if (c->state == CS_READY) {
+    if (c->state != CS_READY && c->rc && c->rc->resuming) {
+        /* A reconnect the server did not take: the run did not hold what it asked for. */
+        c->state = CS_CLOSED;
+        w->st.reconnect_failed++;
+        if (lg_phase(w->run) != LG_PHASE_STOP)
+            w->st.disconnects++;
+    } else if (c->state == CS_READY) {
         c->state = CS_CLOSED;
         if (lg_phase(w->run) != LG_PHASE_STOP)
             w->st.disconnects++;
@@ -339,7 +347,8 @@ static void conn_start(struct lg_worker *w, struct lg_conn *c, uint64_t now)
 {
     struct ring_state *rs = w->priv;
     const struct lg_config *cfg = &w->run->cfg;
-    w->st.conn_attempted++;
+    if (!c->rc || !c->rc->resuming)
+        w->st.conn_attempted++;
     c->t_connect = now;
     int fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (fd < 0) {
@@ -463,6 +472,46 @@ static void on_connect(struct lg_worker *w, struct lg_conn *c, int res)
         arm_recv(rs, c);
 }
 
+/* ---- --reconnect-every (reconnect.h): a subscriber's deliberate drop and its return ---- */
+
+void lg_conn_drop(struct lg_worker *w, struct lg_conn *c, bool rst)
+{
+    if (c->fd < 0 || c->state != CS_READY)
+        return;
+    if (rst) {
+        /* SO_LINGER 0: the close sends RST once io_uring lets the socket go; SHUT_RD ends the
+         * armed recv so that it does. */
+        struct linger lg = {.l_onoff = 1, .l_linger = 0};
+        setsockopt(c->fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
+        shutdown(c->fd, SHUT_RD);
+    } else {
+        send_close_now(w, c, 1000, "reconnect");
+        shutdown(c->fd, SHUT_RDWR);
+    }
+    close(c->fd);
+    c->fd = -1;
+    c->state = CS_AWAY;
+    if (c->tls) { /* wss://: the next connection has a session of its own */
+        tlsc_free(c->tls);
+        free(c->tls);
+        c->tls = NULL;
+    }
+}
+
+bool lg_conn_quiet(const struct lg_conn *c)
+{
+    return !c->recv_armed && !c->send_busy;
+}
+
+void lg_conn_restart(struct lg_worker *w, struct lg_conn *c, uint64_t now)
+{
+    c->out.len = c->pend.len = c->carry.len = c->frag.len = 0;
+    c->out_off = 0;
+    c->close_sent = false;
+    c->state = CS_IDLE;
+    conn_start(w, c, now);
+}
+
 /* ---- messages ---- */
 
 static bool id_u64(struct span id, uint64_t *v)
@@ -485,7 +534,10 @@ static bool id_u64(struct span id, uint64_t *v)
 static void became_ready(struct lg_worker *w, struct lg_conn *c)
 {
     c->state = CS_READY;
-    w->st.conn_ready++;
+    if (c->rc && c->rc->resuming)
+        lg_reconnect_ready(w, c, lg_now_ns());
+    else
+        w->st.conn_ready++;
 }
 
 /* The index of room r among c's rooms, or -1 when c did not join it. */
@@ -541,13 +593,23 @@ static void on_delivery(struct lg_worker *w, struct lg_conn *c, unsigned i,
         }
         w->last_delivery_ns = now;
     }
+    uint64_t lat = UINT64_MAX;
     if (pr == LG_PAYLOAD_CORRUPT) {
         /* Its numbers are used as read (it did arrive), but its times are not trusted. */
         w->st.corrupt++;
+    } else if (c->rc && pl->t < c->rc->t_resub) {
+        /* Published while this subscriber was away: it came in a resume's replay, whose
+         * latency is the time away, not the server's fan-out (reconnect.h). */
+        w->st.replayed++;
+        if (pl->i >= run->warm_end)
+            hist_record(&w->lat_replay, now > pl->t ? now - pl->t : 0);
     } else if (pl->i >= run->warm_end) {
-        hist_record(&w->lat, now > pl->t ? now - pl->t : 0);
+        lat = now > pl->t ? now - pl->t : 0;
+        hist_record(&w->lat, lat);
         hist_record(&w->lat_corr, now > pl->i ? now - pl->i : 0);
     }
+    if (w->series)
+        lg_series_delivery(w->series, run->t_start, now, lat);
     if (run->cfg.rate == 0)
         lg_publish_delivered(w, pl->p, pl->k);
 }
@@ -622,12 +684,22 @@ static void on_response(struct lg_worker *w, struct lg_conn *c, const struct lg_
     if (span_eq_lit(m->event, "subscribe")) {
         if (c->state != CS_SUBSCRIBING || !id_u64(m->id, &id) || id >= w->run->cfg.nrooms)
             return;
-        atomic_fetch_add_explicit(&w->run->rooms[id].subs, 1, memory_order_relaxed);
+        if (c->rc) {
+            int i = room_slot(c, (uint32_t)id);
+            if (i >= 0)
+                lg_reconnect_subscribed(w, c, (unsigned)i, m);
+        }
+        /* A resumed subscriber was counted once: it stayed a subscriber while away. */
+        if (!c->rc || !c->rc->resuming)
+            atomic_fetch_add_explicit(&w->run->rooms[id].subs, 1, memory_order_relaxed);
         if (--c->subs_pending == 0)
             became_ready(w, c);
     } else if (span_eq_lit(m->event, "publish")) {
-        if (c->is_pub && id_u64(m->id, &id))
+        if (c->is_pub && id_u64(m->id, &id)) {
+            if (w->rc)
+                lg_reconnect_published(w, c, id, m);
             lg_publish_answered(w, c, id, true, SPAN_NULL);
+        }
     }
 }
 
@@ -788,8 +860,10 @@ static void on_handshake_data(struct lg_worker *w, struct lg_conn *c, uint8_t *d
         return;
     }
     rs->connecting--;
-    w->st.conn_established++;
-    hist_record(&w->connect, now - c->t_connect);
+    if (!c->rc || !c->rc->resuming) {
+        w->st.conn_established++;
+        hist_record(&w->connect, now - c->t_connect);
+    }
     ws_parser_init(&c->wp, WS_ROLE_CLIENT, LG_MAX_MESSAGE, false);
     ws_parser_caller_checks_utf8(&c->wp); /* on_message checks what vcache has not seen */
     c->vc_last = LG_VCACHE_NONE;
@@ -805,6 +879,7 @@ static void on_handshake_data(struct lg_worker *w, struct lg_conn *c, uint8_t *d
             jw_init(&jw, req, sizeof(req));
             jw_lit(&jw, "{\"type\":\"request\",\"event\":\"subscribe\",\"data\":{\"channel\":");
             jw_str(&jw, room->name, room->len);
+            lg_reconnect_sub_fields(w, c, i, &jw, now);
             jw_lit(&jw, "},\"id\":");
             jw_u64(&jw, c->rooms[i]);
             jw_lit(&jw, "}");
@@ -1069,7 +1144,8 @@ int lg_worker_setup(struct lg_worker *w)
     hist_init(&w->lat_corr);
     hist_init(&w->connect);
     hist_init(&w->lag);
-    return 0;
+    hist_init(&w->lat_replay);
+    return lg_reconnect_init(w);
 }
 
 void lg_worker_teardown(struct lg_worker *w)
@@ -1085,6 +1161,7 @@ void lg_worker_teardown(struct lg_worker *w)
     free(rs->dirty);
     free(rs->is_dirty);
     lg_vcache_free(&rs->vc);
+    lg_reconnect_free(w);
     free(rs);
     w->priv = NULL;
 }
@@ -1214,6 +1291,8 @@ void *lg_worker_main(void *arg)
                 if (d < deadline)
                     deadline = d;
             }
+            if (w->rc)
+                lg_reconnect_tick(w, now, &deadline);
         }
         flush_dirty(w);
         now = lg_now_ns();

@@ -26,6 +26,7 @@ enum lg_conn_state {
     CS_READY,
     CS_CLOSED, /* closed after it was ready: counted as a disconnect */
     CS_FAILED, /* never became ready */
+    CS_AWAY,   /* dropped on purpose by --reconnect-every, reconnecting (reconnect.h) */
 };
 
 struct lg_buf {
@@ -63,6 +64,7 @@ struct lg_conn {
     /* wss://: the TLS session (NULL on a cleartext run). pend then holds plaintext, encrypted
      * when it moves to out; out holds ciphertext. */
     struct tlsc *tls;
+    struct lg_rconn *rc; /* --reconnect-every (reconnect.h), else NULL */
 };
 
 /* Queues len bytes on c (the caller's bytes are copied). Submission happens in the worker

@@ -199,6 +199,17 @@ void lg_gates_eval(const struct lg_config *cfg, struct lg_result *res)
         else
             add(res, "max-loss", cfg->max_loss, (double)res->lost, false, "deliveries");
     }
+    if (cfg->reconnect_ns) {
+        /* A reconnect run exists to show that nothing is lost across reconnects: loss is gated
+         * (at 0 unless --max-loss says otherwise), and so is every resume the server could not
+         * recover, whose skipped events are lost. */
+        if (cfg->max_loss < 0)
+            add(res, "max-loss", 0, (double)res->lost, false, "deliveries");
+        add(res, "unrecoverable-resumes", 0, (double)res->st.resumes_unrecovered, false, "resumes");
+        if (res->st.resumes_unrecovered)
+            note(res, "the server answered \"recovered\":false: the events published while those "
+                      "subscribers were away were not replayed");
+    }
     if (cfg->min_deliveries_per_s >= 0)
         add(res, "min-deliveries-per-s", cfg->min_deliveries_per_s, res->deliveries_per_s, true,
             "/s");

@@ -1,15 +1,18 @@
 /* html.c - the self-contained HTML report: verdict, figures, gates, and two SVG plots drawn
  * from the merged histograms: latency by percentile (log-scale percentile axis to 99.99, both
  * send->receive and the coordinated-omission-corrected intended->receive), and the latency
- * distribution (log-scale latency axis, 10 bins per decade). No scripts, no external files. */
+ * distribution (log-scale latency axis, 10 bins per decade); and time series over the run, per
+ * second (series.h): deliveries/s, live p50/p99, reconnects. No scripts, no external files. */
 #include <errno.h>
 #include <stdarg.h>
 #include <inttypes.h>
 #include <math.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "report.h"
+#include "series.h"
 
 #define W  900
 #define H  360
@@ -185,6 +188,103 @@ static void histogram_plot(FILE *f, const struct hist *h)
     fputs("</svg>\n", f);
 }
 
+/* A line chart over the run: nl series of n points (NaN: no point), x in seconds from the
+ * first publish. */
+static void series_chart(FILE *f, const char *id, unsigned n, double width_s, unsigned nl,
+                         const double *const *ys, const char *const *names,
+                         const char *const *colors, const char *unit)
+{
+    const int CH = 220;
+    double ymax = 0;
+    for (unsigned l = 0; l < nl; l++)
+        for (unsigned i = 0; i < n; i++)
+            if (!isnan(ys[l][i]) && ys[l][i] > ymax)
+                ymax = ys[l][i];
+    if (ymax <= 0)
+        ymax = 1;
+    double step = nice_step(ymax, 4);
+    ymax = ceil(ymax / step) * step;
+    double xmax = n * width_s;
+    double pw = W - ML - MR, ph = CH - MT - MB;
+    fprintf(f, "<svg id=\"%s\" viewBox=\"0 0 %d %d\" width=\"%d\" height=\"%d\" role=\"img\">\n",
+            id, W, CH, W, CH);
+    fprintf(f,
+            "<rect x=\"%d\" y=\"%d\" width=\"%.0f\" height=\"%.0f\" fill=\"#fafafa\" "
+            "stroke=\"#ccc\"/>\n",
+            ML, MT, pw, ph);
+    for (double v = 0; v <= ymax + step / 2; v += step) {
+        double y = MT + ph - v / ymax * ph;
+        fprintf(f,
+                "<line x1=\"%d\" x2=\"%.1f\" y1=\"%.1f\" y2=\"%.1f\" stroke=\"#e4e4e4\"/>"
+                "<text x=\"%d\" y=\"%.1f\" font-size=\"11\" text-anchor=\"end\">%g%s</text>\n",
+                ML, ML + pw, y, y, ML - 6, y + 4, v, unit);
+    }
+    double xstep = nice_step(xmax, 10);
+    for (double t = 0; t <= xmax + xstep / 2; t += xstep) {
+        double x = ML + t / xmax * pw;
+        fprintf(f,
+                "<text x=\"%.1f\" y=\"%.0f\" font-size=\"11\" text-anchor=\"middle\">%gs"
+                "</text>\n",
+                x, MT + ph + 16, t);
+    }
+    for (unsigned l = 0; l < nl; l++) {
+        fprintf(f, "<polyline fill=\"none\" stroke=\"%s\" stroke-width=\"1.5\" points=\"",
+                colors[l]);
+        for (unsigned i = 0; i < n; i++) {
+            if (isnan(ys[l][i]))
+                continue;
+            fprintf(f, "%.1f,%.1f ", ML + (i + 0.5) * width_s / xmax * pw,
+                    MT + ph - ys[l][i] / ymax * ph);
+        }
+        fputs("\"/>\n", f);
+        fprintf(f, "<text x=\"%.0f\" y=\"%d\" font-size=\"12\" fill=\"%s\">%s</text>\n",
+                ML + 10 + l * 160.0, CH - 10, colors[l], names[l]);
+    }
+    fputs("</svg>\n", f);
+}
+
+/* The run over time: deliveries/s, live latency p50/p99 per bucket, reconnects per bucket. */
+static void time_series(FILE *f, const struct lg_config *cfg, const struct lg_result *res)
+{
+    const struct lg_series *sr = res->series;
+    if (!sr)
+        return;
+    unsigned n = lg_series_used(sr);
+    double ws = (double)sr->width_ns / 1e9;
+    double *v = calloc((size_t)n * 4, sizeof(double));
+    if (!v)
+        return;
+    double *dps = v, *p50 = v + n, *p99 = v + 2 * n, *rec = v + 3 * n;
+    for (unsigned i = 0; i < n; i++) {
+        dps[i] = sr->b[i].deliveries / ws;
+        rec[i] = sr->b[i].reconnects / ws;
+        double a = lg_series_pct(&sr->b[i], 50), b = lg_series_pct(&sr->b[i], 99);
+        p50[i] = a < 0 ? NAN : a / 1e6;
+        p99[i] = b < 0 ? NAN : b / 1e6;
+    }
+    fprintf(f,
+            "<h2>Over the run</h2>\n<p style=\"color:#555;font-size:13px\">Per %g s from the "
+            "first publish (warmup %g s, then the measured period, then the drain). Latency is "
+            "live deliveries only (send &#8594; receive); replayed ones are not in it.</p>\n",
+            ws, (double)cfg->warmup_ns / 1e9);
+    {
+        const double *ys[] = {dps};
+        const char *nm[] = {"deliveries/s"}, *col[] = {"#0969da"};
+        series_chart(f, "ts-deliveries", n, ws, 1, ys, nm, col, "");
+    }
+    {
+        const double *ys[] = {p50, p99};
+        const char *nm[] = {"p50 (ms)", "p99 (ms)"}, *col[] = {"#0969da", "#cf222e"};
+        series_chart(f, "ts-latency", n, ws, 2, ys, nm, col, "ms");
+    }
+    if (cfg->reconnect_ns) {
+        const double *ys[] = {rec};
+        const char *nm[] = {"reconnects/s"}, *col[] = {"#8250df"};
+        series_chart(f, "ts-reconnects", n, ws, 1, ys, nm, col, "");
+    }
+    free(v);
+}
+
 static void row(FILE *f, const char *k, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 static void row(FILE *f, const char *k, const char *fmt, ...)
 {
@@ -246,19 +346,17 @@ int lg_report_html(const char *path, const struct lg_run *run, const struct lg_r
                 "<p class=\"warn\">The load generator was saturated (busiest thread %.0f%% "
                 "of a core): these figures may measure ringcast-load, not the server.</p>\n",
                 res->max_thread_pct);
-    if (res->behind_schedule)
-        fprintf(f,
-                "<p class=\"warn\">%" PRIu64 " of %" PRIu64 " scheduled publishes were never "
-                "sent: the offered rate was not reached.</p>\n",
-                res->unsent, res->scheduled);
-    else if (res->lagging)
-        fputs("<p class=\"warn\">Publishes went out late (lag p99 above 1 ms); the corrected "
-              "latency includes the delay.</p>\n",
-              f);
+    if (res->behind_schedule || res->lagging) {
+        char why[512];
+        fputs("<p class=\"warn\">", f);
+        esc(f, lg_lag_warning(res, why, sizeof(why)));
+        fputs(".</p>\n", f);
+    }
     fputs("<h2>Latency by percentile</h2>\n", f);
     percentile_plot(f, res);
     fputs("<h2>Latency distribution</h2>\n", f);
     histogram_plot(f, &res->lat);
+    time_series(f, cfg, res);
     fputs("<h2>Gates</h2>\n<table><tr><th>gate</th><th>value</th><th>limit</th><th></th></tr>\n",
           f);
     for (unsigned i = 0; i < res->ngates; i++) {
@@ -299,6 +397,20 @@ int lg_report_html(const char *path, const struct lg_run *run, const struct lg_r
         ", misrouted %" PRIu64 ", late %" PRIu64 ", disconnects %" PRIu64,
         res->lost, s->duplicate, s->out_of_order, s->corrupt, s->misrouted, s->late,
         s->disconnects);
+    if (cfg->reconnect_ns) {
+        row(f, "reconnects",
+            "%" PRIu64 " (%" PRIu64 " RST, %" PRIu64 " clean close), %" PRIu64
+            " failed; resumes: %" PRIu64 " recovered, %" PRIu64 " unrecoverable; %" PRIu64
+            " deliveries replayed",
+            s->reconnects, s->drops_rst, s->drops_clean, s->reconnect_failed, s->resumes_recovered,
+            s->resumes_unrecovered, s->replayed);
+        const struct hist *h = &res->lat_replay;
+        row(f, "replayed send &#8594; receive",
+            "p50 %.1f ms &nbsp; p99 %.1f ms &nbsp; max %.1f ms (%" PRIu64
+            " samples; not in the live latency above)",
+            (double)hist_percentile(h, 50) / 1e6, (double)hist_percentile(h, 99) / 1e6,
+            h->count ? (double)h->max / 1e6 : 0, h->count);
+    }
     row(f, "publishes", "%" PRIu64 " sent, %" PRIu64 " acked, %" PRIu64 " refused, %.1f/s",
         s->pub_sent, s->pub_acked, s->pub_errors, res->publishes_per_s);
     row(f, "connections", "%" PRIu64 " established, %" PRIu64 " failed, %.0f/s, p99 %.2f ms",

@@ -83,6 +83,10 @@ struct lg_config {
     uint64_t stall_ns;    /* a gap longer than this is a stall (counted) */
     bool rooms_listed;    /* --rooms a,b,c: the names go into the JSON */
     unsigned repeat;      /* --repeat N: runs of the scenario, medians gated (1) */
+    /* --reconnect-every D[:J] (reconnect.c): each subscriber drops its connection after a
+     * uniform random D..D+J of being live, reconnects after a jittered --reconnect-backoff and
+     * resumes with since/epoch. 0 = never. */
+    uint64_t reconnect_ns, reconnect_jitter_ns, reconnect_backoff_ns;
 };
 
 /* The first setup/usage error of the run (printed, and written into the JSON and HTML report
@@ -104,6 +108,9 @@ struct lg_room {
     unsigned publishers;   /* publishers that send to it */
     _Atomic uint32_t subs; /* confirmed subscriptions */
     _Atomic uint64_t seq;  /* last room sequence handed out (payload q) */
+    /* --reconnect-every: the lowest server seq of this run's acked publishes to the room (0:
+     * none yet). A subscriber that saw no event of the room resumes from it minus one. */
+    _Atomic uint64_t first_srv_seq;
 };
 
 /* Closed loop: a publish's deliveries still outstanding, indexed by k % LG_MAX_WINDOW. */
@@ -129,6 +136,8 @@ enum { LG_ANS_NONE = 0, LG_ANS_ACKED, LG_ANS_REFUSED };
 #define LG_PUBREC_CHUNK 4096u
 
 struct lg_conn;
+struct lg_series;
+struct lg_reconnect;
 
 struct lg_publisher {
     unsigned idx;
@@ -162,10 +171,16 @@ struct lg_stats {
     uint64_t expected, delivered, delivered_measured, duplicate, out_of_order, corrupt, misrouted,
         late, foreign, wrong_event, no_room, no_seq;
     uint64_t pub_sent, pub_acked, pub_errors, pub_sent_measured, errors;
+    uint64_t pub_sent_in_period; /* sent (actual time) in the measured period: achieved rate */
     uint64_t bytes_in, frames_in, reads; /* reads: recv completions that carried data */
     uint64_t vc_hits, vc_misses;         /* verified-message cache (vcache.h) */
     uint64_t behind_ns_max;
     uint64_t stall_max_ns, stalls; /* gaps without a delivery in the measured period */
+    /* --reconnect-every (reconnect.c): drops (rst + clean), resumes answered recovered true or
+     * false, deliveries that came in a resume's replay (published while the subscriber was
+     * away), and reconnects that failed (counted as disconnects too) */
+    uint64_t reconnects, drops_rst, drops_clean, resumes_recovered, resumes_unrecovered, replayed,
+        reconnect_failed;
 };
 
 /* Refusal reasons (error codes of publish replies), counted per worker. */
@@ -186,7 +201,10 @@ struct lg_worker {
     unsigned npubs;
     struct lg_stats st;
     struct hist lat, lat_corr, connect, lag;
-    int setup_err; /* lg_worker_setup's result, valid once setup_done */
+    struct hist lat_replay;   /* send -> receive of replayed deliveries (reconnect.c) */
+    struct lg_series *series; /* per-second figures (series.h); NULL when not allocated */
+    struct lg_reconnect *rc;  /* reconnect.c's timers; NULL without --reconnect-every */
+    int setup_err;            /* lg_worker_setup's result, valid once setup_done */
     _Atomic int setup_done;
     double cpu_s;    /* this thread's CPU seconds over the measured period */
     char error[256]; /* first connection error, for the message */

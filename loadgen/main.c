@@ -14,6 +14,7 @@
 
 #include "conn.h"
 #include "report.h"
+#include "series.h"
 #include "tls_client.h"
 
 /* The main thread's tick: how often it looks at the workers during the run. */
@@ -258,6 +259,15 @@ static void collect(struct lg_run *run, struct lg_result *res)
     hist_init(&res->lat_corr);
     hist_init(&res->connect);
     hist_init(&res->lag);
+    hist_init(&res->lat_replay);
+    if (run->workers[0].series) {
+        const struct lg_series *s0 = run->workers[0].series;
+        res->series = calloc(1, sizeof(*s0) + s0->n * sizeof(s0->b[0]));
+        if (res->series) {
+            res->series->width_ns = s0->width_ns;
+            res->series->n = s0->n;
+        }
+    }
     for (unsigned t = 0; t < run->cfg.threads; t++) {
         struct lg_worker *w = &run->workers[t];
         const uint64_t *src = (const uint64_t *)&w->st;
@@ -268,6 +278,9 @@ static void collect(struct lg_run *run, struct lg_result *res)
         hist_merge(&res->lat_corr, &w->lat_corr);
         hist_merge(&res->connect, &w->connect);
         hist_merge(&res->lag, &w->lag);
+        hist_merge(&res->lat_replay, &w->lat_replay);
+        if (res->series && w->series)
+            lg_series_merge(res->series, w->series);
         double pct = run->pub_end > run->warm_end
                          ? w->cpu_s * 1e11 / (double)(run->pub_end - run->warm_end)
                          : 0;
@@ -332,8 +345,8 @@ static void collect(struct lg_run *run, struct lg_result *res)
         res->scheduled = (uint64_t)x + ((double)(uint64_t)x < x);
         res->unsent = res->scheduled > res->st.pub_sent ? res->scheduled - res->st.pub_sent : 0;
         res->behind_schedule = res->unsent > 0;
-        res->lagging = hist_percentile(&res->lag, 99) > 1000000;
     }
+    lg_lag_eval(&run->cfg, res);
 }
 
 /* Everything the run allocated, freed at exit on every path (workers are joined by then). */
@@ -345,6 +358,8 @@ static void free_all(void)
 {
     struct lg_run *run = the_run;
     free(the_progress);
+    if (the_result)
+        free(the_result->series);
     free(the_result);
     if (!run)
         return;
@@ -368,6 +383,7 @@ static void free_all(void)
     }
     for (unsigned t = 0; run->workers && t < run->cfg.threads; t++) {
         lg_worker_teardown(&run->workers[t]);
+        free(run->workers[t].series);
         free(run->workers[t].conns);
         free(run->workers[t].pubs);
     }
@@ -459,6 +475,15 @@ int main(int argc, char **argv)
     if (layout(run)) {
         lg_error("out of memory laying out the run");
         return setup_failed(cfg);
+    }
+    /* Per-second figures over the whole run (bounded: series.h). */
+    for (unsigned t = 0; t < cfg->threads; t++) {
+        run->workers[t].series =
+            lg_series_new(cfg->warmup_ns + cfg->duration_ns + cfg->drain_ns + 1000000000ull);
+        if (!run->workers[t].series) {
+            lg_error("out of memory laying out the run");
+            return setup_failed(cfg);
+        }
     }
     if (cfg->tls) {
         char err[768];
@@ -621,17 +646,10 @@ int main(int argc, char **argv)
                 "ringcast-load: warning: a load generator thread used %.0f%% of a core: the "
                 "figures may measure ringcast-load, not the server (add --threads)\n",
                 res->max_thread_pct);
-    if (res->behind_schedule)
-        fprintf(stderr,
-                "ringcast-load: warning: %" PRIu64 " of %" PRIu64 " scheduled publishes were never "
-                "sent: the offered rate was not reached\n",
-                res->unsent, res->scheduled);
-    else if (res->lagging)
-        fprintf(
-            stderr,
-            "ringcast-load: warning: publishes went out late (lag p99 %.2f ms), though all %" PRIu64
-            " were sent: the corrected latency includes the delay\n",
-            (double)hist_percentile(&res->lag, 99) / 1e6, res->scheduled);
+    if (res->behind_schedule || res->lagging) {
+        char why[512];
+        fprintf(stderr, "ringcast-load: warning: %s\n", lg_lag_warning(res, why, sizeof(why)));
+    }
     if (res->recs_full)
         fprintf(stderr,
                 "ringcast-load: warning: a publisher stopped: it ran out of per-publish "

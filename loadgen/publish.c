@@ -173,6 +173,8 @@ static bool send_publish(struct lg_worker *w, struct lg_publisher *pub, uint64_t
     w->st.expected += subs;
     if (intended >= run->warm_end)
         w->st.pub_sent_measured++;
+    if (now >= run->warm_end && now < run->pub_end)
+        w->st.pub_sent_in_period++;
     if (cfg->rate > 0)
         hist_record(&w->lag, now > intended ? now - intended : 0);
     return true;

@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "report.h"
+#include "series.h"
 
 static const struct {
     const char *key;
@@ -86,6 +87,13 @@ void lg_report_table(FILE *f, const struct lg_run *run, const struct lg_result *
             "  stalls                 longest %.1f ms without a delivery, %" PRIu64
             " over %.0f ms\n",
             res->stall_max_ms, res->stalls, (double)cfg->stall_ns / 1e6);
+    if (cfg->reconnect_ns)
+        fprintf(f,
+                "  reconnects             %" PRIu64 " (%" PRIu64 " rst, %" PRIu64
+                " clean close), %" PRIu64 " failed; resumes %" PRIu64 " recovered, %" PRIu64
+                " unrecoverable; %" PRIu64 " deliveries replayed\n",
+                s->reconnects, s->drops_rst, s->drops_clean, s->reconnect_failed,
+                s->resumes_recovered, s->resumes_unrecovered, s->replayed);
     fprintf(f, "  latency (%" PRIu64 " samples)\n", res->lat.count);
     table_latency(f, "send -> receive", &res->lat);
     if (cfg->rate > 0)
@@ -95,6 +103,8 @@ void lg_report_table(FILE *f, const struct lg_run *run, const struct lg_result *
                 "  %-22s closed loop: the intended time is the send time, so this series is "
                 "not corrected for coordinated omission (see stalls)\n",
                 "intended -> receive");
+    if (cfg->reconnect_ns)
+        table_latency(f, "replayed send -> recv", &res->lat_replay);
     fprintf(f,
             "  loadgen                cpu %.0f%% (busiest thread %.0f%%), %.0f deliveries per "
             "cpu-second%s\n",
@@ -117,6 +127,53 @@ void lg_report_table(FILE *f, const struct lg_run *run, const struct lg_result *
             res->interrupted ? "INTERRUPTED (not a result)"
             : res->ok        ? "PASS"
                              : "FAIL");
+}
+
+void lg_lag_eval(const struct lg_config *cfg, struct lg_result *res)
+{
+    res->lagging = false;
+    res->achieved_per_s = res->rate_short_pct = 0;
+    if (cfg->rate <= 0 || !cfg->publishers || res->measured_s <= 0)
+        return;
+    res->target_per_s = cfg->rate;
+    res->achieved_per_s = (double)res->st.pub_sent_in_period / res->measured_s;
+    res->rate_short_pct = (1.0 - res->achieved_per_s / cfg->rate) * 100.0;
+    double lag = (double)hist_percentile(&res->lag, 99);
+    double lat = (double)hist_percentile(&res->lat, 99);
+    res->lagging = res->rate_short_pct > LG_RATE_SHORT_PCT ||
+                   (lag > 1e6 && (res->lat.count == 0 || lag > LG_LAG_FRACTION * lat));
+}
+
+const char *lg_lag_warning(const struct lg_result *res, char *buf, size_t size)
+{
+    double lag = (double)hist_percentile(&res->lag, 99) / 1e6;
+    double lat = (double)hist_percentile(&res->lat, 99) / 1e6;
+    double corr = (double)hist_percentile(&res->lat_corr, 99) / 1e6;
+    double short_pct = res->rate_short_pct > 0 ? res->rate_short_pct : 0.0;
+    char tail[200];
+    if (res->lat.count)
+        snprintf(tail, sizeof(tail),
+                 "lag p99 %.2f ms against a latency p99 of %.2f ms (the corrected p99, %.2f ms, "
+                 "includes the lag)",
+                 lag, lat, corr);
+    else
+        snprintf(tail, sizeof(tail), "lag p99 %.2f ms (no latency samples to compare with)", lag);
+    int n;
+    if (res->behind_schedule || res->rate_short_pct > LG_RATE_SHORT_PCT)
+        n = snprintf(buf, size,
+                     "publishers fell behind their schedule: %.1f publishes/s sent in the "
+                     "measured period of %.1f/s asked (%.1f%% short), %s",
+                     res->achieved_per_s, res->target_per_s, short_pct, tail);
+    else
+        n = snprintf(buf, size,
+                     "publishes went out late: %s, so the corrected figures are mostly the "
+                     "publishers' own delay (the rate held: %.1f publishes/s of %.1f/s asked)",
+                     tail, res->achieved_per_s, res->target_per_s);
+    if (res->behind_schedule && n > 0 && (size_t)n < size)
+        snprintf(buf + n, size - (size_t)n,
+                 "; %" PRIu64 " of %" PRIu64 " scheduled publishes were never sent", res->unsent,
+                 res->scheduled);
+    return buf;
 }
 
 static void json_str(FILE *f, const char *s)
@@ -263,10 +320,10 @@ int lg_report_json(const char *path, const struct lg_run *run, const struct lg_r
     fputs(",\"max\":", f);
     json_num(f, res->lag.count ? (double)res->lag.max / 1e6 : 0);
     fprintf(f,
-            "},\"behind_schedule\":%s,\"lagging\":%s,\"unsent\":%" PRIu64 ",\"unanswered\":%" PRIu64
-            ",\"refused_reasons\":{",
-            res->behind_schedule ? "true" : "false", res->lagging ? "true" : "false", res->unsent,
-            res->unanswered);
+            "},\"achieved_per_s\":%.6g,\"rate_short_pct\":%.6g,\"behind_schedule\":%s,\"lagging\":%"
+            "s,\"unsent\":%" PRIu64 ",\"unanswered\":%" PRIu64 ",\"refused_reasons\":{",
+            res->achieved_per_s, res->rate_short_pct, res->behind_schedule ? "true" : "false",
+            res->lagging ? "true" : "false", res->unsent, res->unanswered);
     for (unsigned i = 0; i < LG_MAX_REASONS && res->reasons[i].n; i++) {
         if (i)
             fputc(',', f);
@@ -285,6 +342,43 @@ int lg_report_json(const char *path, const struct lg_run *run, const struct lg_r
     json_lat(f, &res->lat_corr);
     /* Closed loop: intended = send time, so the series is the plain one, not corrected. */
     fprintf(f, ",\n \"latency_corrected\":%s", cfg->rate > 0 ? "true" : "false");
+    if (cfg->reconnect_ns) {
+        fprintf(f,
+                ",\n \"reconnect\":{\"every_ms\":%.6g,\"jitter_ms\":%.6g,\"backoff_ms\":%.6g,"
+                "\"reconnects\":%" PRIu64 ",\"drops_rst\":%" PRIu64 ",\"drops_clean\":%" PRIu64
+                ",\"failed\":%" PRIu64 ",\"resumes_recovered\":%" PRIu64
+                ",\"resumes_unrecovered\":%" PRIu64 ",\"replayed\":%" PRIu64 "}",
+                (double)cfg->reconnect_ns / 1e6, (double)cfg->reconnect_jitter_ns / 1e6,
+                (double)cfg->reconnect_backoff_ns / 1e6, s->reconnects, s->drops_rst,
+                s->drops_clean, s->reconnect_failed, s->resumes_recovered, s->resumes_unrecovered,
+                s->replayed);
+        fputs(",\n \"latency_replayed_us\":", f);
+        json_lat(f, &res->lat_replay);
+    }
+    if (res->series) {
+        const struct lg_series *sr = res->series;
+        unsigned n = lg_series_used(sr);
+        fprintf(f, ",\n \"series\":{\"bucket_s\":%.6g,\"deliveries\":[",
+                (double)sr->width_ns / 1e9);
+        for (unsigned i = 0; i < n; i++)
+            fprintf(f, "%s%" PRIu32, i ? "," : "", sr->b[i].deliveries);
+        fputs("],\"reconnects\":[", f);
+        for (unsigned i = 0; i < n; i++)
+            fprintf(f, "%s%" PRIu32, i ? "," : "", sr->b[i].reconnects);
+        for (int q = 0; q < 2; q++) {
+            fprintf(f, "],\"%s_us\":[", q ? "p99" : "p50");
+            for (unsigned i = 0; i < n; i++) {
+                double v = lg_series_pct(&sr->b[i], q ? 99 : 50);
+                if (i)
+                    fputc(',', f);
+                if (v < 0)
+                    fputs("null", f);
+                else
+                    fprintf(f, "%.1f", v / 1e3);
+            }
+        }
+        fputs("]}", f);
+    }
     fputs(",\n \"loadgen\":{\"cpu_pct\":", f);
     json_num(f, res->cpu_pct);
     fputs(",\"deliveries_per_cpu_s\":", f);

@@ -38,10 +38,15 @@ struct lg_result {
     struct lg_stats st; /* summed over workers */
     struct hist lat, lat_corr, connect, lag;
     uint64_t lost, abandoned, scheduled;
-    uint64_t excess;     /* deliveries beyond a publish's subscribers (or of a refused one) */
-    uint64_t unsent;     /* open loop: scheduled publishes never sent */
-    uint64_t unanswered; /* publishes with neither a response nor an error after the drain */
-    bool lagging;        /* open loop: lag p99 above 1 ms (publishes went out late) */
+    uint64_t excess;       /* deliveries beyond a publish's subscribers (or of a refused one) */
+    uint64_t unsent;       /* open loop: scheduled publishes never sent */
+    uint64_t unanswered;   /* publishes with neither a response nor an error after the drain */
+    bool lagging;          /* open loop: the publishers' lag matters to the figures (lg_lag_eval) */
+    double achieved_per_s; /* open loop: publishes actually sent in the measured period / s */
+    double target_per_s;   /* --rate */
+    double rate_short_pct; /* how far achieved_per_s is below --rate, % (negative: above) */
+    struct hist lat_replay;   /* --reconnect-every: send -> receive of replayed deliveries */
+    struct lg_series *series; /* per-second figures (series.h), merged; NULL if none */
     struct lg_reason reasons[LG_MAX_REASONS]; /* refusals by error code */
     bool interrupted;                         /* SIGINT/SIGTERM ended the run early */
     int signal;
@@ -65,6 +70,16 @@ struct lg_result {
     bool ok;
     char gate_error[1024]; /* baseline unreadable, ... */
 };
+
+/* A publisher lag matters to the figures when the achieved rate is more than
+ * LG_RATE_SHORT_PCT below the target, or when the lag p99 is above 1 ms and above
+ * LG_LAG_FRACTION of the latency p99 (the corrected latency is then mostly the publisher's own
+ * delay). Sets res->lagging, achieved_per_s and rate_short_pct. */
+#define LG_RATE_SHORT_PCT 3.0
+#define LG_LAG_FRACTION   1.0
+void lg_lag_eval(const struct lg_config *cfg, struct lg_result *res);
+/* The warning's text for a lagging or behind-schedule run, into buf. */
+const char *lg_lag_warning(const struct lg_result *res, char *buf, size_t size);
 
 /* report.c */
 void lg_report_table(FILE *f, const struct lg_run *run, const struct lg_result *res);
