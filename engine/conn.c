@@ -636,7 +636,7 @@ static void peer_fin(struct conn *c)
 /* ---- TLS input (tls.h) ---- */
 
 /* TLS failures a client can cause at will: one line per second per kind for the process. */
-static struct log_limit lim_tls_plain, lim_tls_fail, lim_tls_timeout, lim_tls_err;
+static struct log_limit lim_tls_plain, lim_tls_fail, lim_tls_timeout, lim_tls_cut, lim_tls_err;
 
 static void tls_log(struct conn *c, struct log_limit *l, const char *what, const char *why)
 {
@@ -744,7 +744,7 @@ void conn_on_recv(struct conn *c, int res, unsigned cqe_flags)
         if (res == 0) {
             if (c->tls && c->state == CONN_HANDSHAKE && (c->flags & CONN_TLS_HELLO) &&
                 !(c->flags & CONN_TLS_FAILED) && !tls_established(c->tls))
-                tls_log(c, &lim_tls_timeout, "TLS handshake truncated: the peer closed", NULL);
+                tls_log(c, &lim_tls_cut, "TLS handshake truncated: the peer closed", NULL);
             peer_fin(c);
         } else if (res < 0 && res != -ENOBUFS) {
             if (res != -ECONNRESET)
