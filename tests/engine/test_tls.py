@@ -284,6 +284,7 @@ def test_non_reading_wss_subscriber_closed_as_slow_consumer(tls_engine, ca):
                     "data": {"channel": "flood"}})
     assert slow.recv_json()["type"] == "response"
     rss0 = e_rss_kb(e)
+    N = 1000
 
     async def go():
         pub, _ = await connect(e.wss, ssl=ctx)
@@ -292,12 +293,12 @@ def test_non_reading_wss_subscriber_closed_as_slow_consumer(tls_engine, ca):
         got = []
 
         async def drain():  # the subscriber that keeps up reads everything
-            while len(got) < 400:
+            while len(got) < N:
                 got.append(json.loads(await fast.recv()))
 
         reader = asyncio.create_task(drain())
         blob = "x" * 16000
-        for i in range(400):  # about 6.4 MB for a client that reads nothing
+        for i in range(N):  # 16 MB for a client that reads nothing
             await pub.send(json.dumps({"type": "request", "event": "publish", "id": f"f{i}",
                                        "data": {"channel": "flood", "payload": {"i": i,
                                                                                 "b": blob}}}))
@@ -305,18 +306,15 @@ def test_non_reading_wss_subscriber_closed_as_slow_consumer(tls_engine, ca):
             while len(got) < i - 8:  # paced by the subscriber that reads: it is never slow
                 await asyncio.sleep(0.002)
         await asyncio.wait_for(reader, 20)
-        assert [m["data"]["i"] for m in got] == list(range(400))
+        assert [m["data"]["i"] for m in got] == list(range(N))
         await pub.close()
         await fast.close()
 
-    try:
-        run(go())
-    except Exception:
-        print("\n".join(l for l in e.stderr().splitlines() if "slow" in l))
-        raise
-    assert wait_log(e, "slow consumer", timeout=5)
+    run(go(), timeout=60)
+    assert wait_log(e, "slow consumer: queue over its cap", timeout=5)
     growth = e_rss_kb(e) - rss0
-    assert growth < 64 * 1024, f"engine RSS grew {growth} KiB for one slow TLS subscriber"
+    if not sanitized():  # ASan's quarantine keeps freed memory resident
+        assert growth < 12 * 1024, f"engine RSS grew {growth} KiB for one slow TLS subscriber"
     # The engine gives up on it within its close wait (it never reads our close).
     slow.sock.settimeout(10)
     deadline = time.monotonic() + 10
@@ -326,6 +324,12 @@ def test_non_reading_wss_subscriber_closed_as_slow_consumer(tls_engine, ca):
         time.sleep(0.2)
     assert health(e.port, ctx)[1]["connections"] <= 1
     slow.close()
+
+
+def sanitized():
+    from engine_harness import BINARY
+    with open(BINARY, "rb") as f:
+        return b"__asan_init" in f.read()
 
 
 def e_rss_kb(engine):
