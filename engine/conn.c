@@ -296,19 +296,19 @@ static void maybe_finish(struct conn *c)
 {
     if (c->state != CONN_CLOSING || !(c->flags & CONN_CLOSE_SENT) || !sendq_empty(c))
         return;
+    if (c->tls && !(c->flags & CONN_TLS_FAILED) && !tls_close_notify_sent(c->tls)) {
+        /* TLS: our close_notify goes before the FIN (the peer's is not waited for). */
+        tls_close_notify(c->tls);
+        if (tls_out_pending(c->tls)) {
+            sendq_kick(c);
+            return;
+        }
+    }
     if (c->flags & CONN_PEER_CLOSED) {
         conn_abort(c);
         return;
     }
     if (!(c->flags & CONN_SHUT_WR)) {
-        if (c->tls && !(c->flags & CONN_TLS_FAILED) && !tls_close_notify_sent(c->tls)) {
-            /* TLS: our close_notify goes before the FIN (the peer's is not waited for). */
-            tls_close_notify(c->tls);
-            if (tls_out_pending(c->tls)) {
-                sendq_kick(c);
-                return;
-            }
-        }
         c->flags |= CONN_SHUT_WR;
         shutdown(c->fd, SHUT_WR);
     }

@@ -14,13 +14,16 @@ import os
 import signal
 import socket
 import ssl
+import struct
 import time
 
 import pytest
 
-from engine_harness import (RawWS, collect_events, connect, publish, recv_json, reply_for,
-                            run, subscribe, upgrade_request, read_http_head, parse_http_response)
+from engine_harness import (RawWS, collect_events, connect, parse_http_response, publish,
+                            read_http_head, reply_for, run, subscribe, upgrade_request)
 from tls_certs import CertAuthority
+
+pytestmark = pytest.mark.filterwarnings("ignore:ssl.TLSVersion.TLSv1:DeprecationWarning")
 
 
 @pytest.fixture
@@ -378,3 +381,43 @@ def test_tls_options_go_together(tmp_path):
     p = subprocess.run([BINARY, "--tls-cert", str(tmp_path / "c.pem"), "--tls-key",
                         str(tmp_path / "k.pem")], capture_output=True, text=True, timeout=10)
     assert p.returncode == 2 and "tls-cert" in p.stderr and "c.pem" in p.stderr
+
+
+def test_shutdown_drains_wss_clients_with_1001(tls_engine, ca):
+    e = tls_engine()
+    ctx = ca.client_context()
+
+    async def go():
+        ws, _ = await connect(e.wss, ssl=ctx)
+        await subscribe(ws, "drain-room")
+        e.signal(signal.SIGTERM)
+        with pytest.raises(Exception):
+            while True:
+                await asyncio.wait_for(ws.recv(), 5)
+        return ws.close_code
+
+    assert run(go()) == 1001
+    assert e.wait(10) == 0
+
+
+def test_close_notify_before_fin(tls_engine, ca):
+    """A graceful close sends close_notify: the client sees a clean TLS EOF, not a truncation
+    (Python raises SSLEOFError for a FIN without it)."""
+    e = tls_engine()
+    ctx = ca.client_context()
+    ctx.options &= ~getattr(ssl, "OP_IGNORE_UNEXPECTED_EOF", 0)  # Python's default ignores it
+    with socket.create_connection(("127.0.0.1", e.port), timeout=5) as s:
+        with ctx.wrap_socket(s, server_hostname="127.0.0.1", suppress_ragged_eofs=False) as t:
+            t.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            data = b""
+            while chunk := t.recv(65536):  # b"" only after close_notify
+                data += chunk
+            assert data.startswith(b"HTTP/1.1 200")
+    ws = RawWS(e.port, handshake=False)
+    ws.sock = ctx.wrap_socket(ws.sock, server_hostname="127.0.0.1", suppress_ragged_eofs=False)
+    ws.handshake()
+    ws.send_frame(0x8, struct.pack("!H", 1000))
+    assert ws.expect_close() == 1000
+    ws.sock.settimeout(5)
+    assert ws.sock.recv(65536) == b""
+    ws.close()
