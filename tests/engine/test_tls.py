@@ -421,3 +421,12 @@ def test_close_notify_before_fin(tls_engine, ca):
     ws.sock.settimeout(5)
     assert ws.sock.recv(65536) == b""
     ws.close()
+
+
+def test_tls_from_config_file(start_engine, ca, tmp_path):
+    cert, key = ca.issue("ini")
+    ini = tmp_path / "ringcast.ini"
+    ini.write_text(f"[ringcast]\ntls-cert = {cert}\ntls_key = {key}\n")
+    e = start_engine("--config", str(ini))
+    assert health(e.port, ca.client_context())[0] == 200
+    assert wait_log(e, "TLS: serving " + cert)
