@@ -679,8 +679,6 @@ static void tls_fail(struct conn *c)
     closing(c); /* the alert, then our FIN (maybe_finish), within the close wait */
 }
 
-static void on_data(struct conn *c, uint8_t *data, size_t len);
-
 /* Ciphertext from a recv: the handshake advances, plaintext goes to the same parser as a
  * cleartext connection's bytes. The read BIO is always drained, so it holds at most one
  * partial record whatever the peer sends. */
