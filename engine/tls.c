@@ -263,13 +263,11 @@ const char *tls_version(const struct tls_session *s)
     return SSL_get_version(s->ssl);
 }
 
-static bool write_stage(struct tls_session *s)
+/* One record's worth of plaintext into the session (a memory BIO never refuses it). */
+static bool seal(struct tls_session *s, const uint8_t *p, size_t len)
 {
-    if (!stage_len)
-        return true;
     ERR_clear_error();
-    int n = SSL_write(s->ssl, stage, (int)stage_len);
-    stage_len = 0;
+    int n = SSL_write(s->ssl, p, (int)len);
     if (n <= 0) {
         failed(s, n);
         return false;
@@ -277,11 +275,25 @@ static bool write_stage(struct tls_session *s)
     return true;
 }
 
+static bool write_stage(struct tls_session *s)
+{
+    size_t n = stage_len;
+    stage_len = 0;
+    return !n || seal(s, stage, n);
+}
+
 bool tls_write(struct tls_session *s, const uint8_t *p, size_t len)
 {
     if (s->err)
         return false;
     while (len) {
+        if (!stage_len && len >= STAGE_BYTES) { /* a full record: no need to stage it */
+            if (!seal(s, p, STAGE_BYTES))
+                return false;
+            p += STAGE_BYTES;
+            len -= STAGE_BYTES;
+            continue;
+        }
         size_t n = STAGE_BYTES - stage_len;
         if (n > len)
             n = len;
