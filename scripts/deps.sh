@@ -25,7 +25,7 @@ pkgs=(
   "${build_pkgs[@]}" clang libclang-rt-14-dev clang-format libhiredis-dev
   python3 python3-websockets python3-pytest
   libwebsockets-dev redis-server chromium
-  procps psmisc curl prometheus systemd openssl
+  procps psmisc curl prometheus systemd
 )
 ((build_only)) && pkgs=("${build_pkgs[@]}")
 missing=()
