@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "proto/envelope.h"
 #include "proto/json.h"
@@ -39,22 +40,26 @@ static const char usage[] =
     "  pub   publishes EVENT with payload JSON (default null) to ROOM and prints the\n"
     "        server's response line; an error envelope prints its code and exits 1.\n"
     "\n"
-    "URL is ws://HOST[:PORT][/PATH] (port 80 by default, path /ws for ringcast);\n"
-    "host names are resolved, IPv6 literals go in brackets. wss:// is not supported:\n"
-    "the engine has no TLS yet; use a TLS-terminating proxy's plain side.\n"
+    "URL is ws://HOST[:PORT][/PATH] or wss://HOST[:PORT][/PATH] (port 80, or 443 for\n"
+    "wss; path /ws for ringcast); host names are resolved, IPv6 literals go in brackets.\n"
+    "wss:// checks the server's certificate against the system's trusted CAs (or --ca)\n"
+    "and its name against HOST, which is also sent as SNI.\n"
     "\n"
     "options:\n"
     "  --token T       send 'Authorization: Bearer T' with the upgrade (--auth, docs/security.md)\n"
     "  --since N       sub: resume after seq N (every ROOM; 0 asks for the history there is)\n"
     "  --epoch E       sub: the epoch seq N belongs to (one ROOM only); needs --since\n"
     "  --timeout S     seconds to connect and, for pub, to wait for the response (10)\n"
+    "  --ca FILE       wss: trust the CA certificate(s) in FILE (PEM)\n"
+    "  --insecure      wss: no certificate or host name check (test servers only)\n"
     "  -h, --help      this text\n"
     "\n"
     "--since/--epoch are sent in the subscribe request (data.since, data.epoch); an engine\n"
     "without room history ignores them and delivers live events only.\n"
     "\n"
     "exit status: 0 success; 1 the server refused (error envelope, or it closed the\n"
-    "connection); 2 usage; 3 no connection (bad URL, lookup, connect, refused upgrade).\n"
+    "connection); 2 usage; 3 no connection (bad URL, lookup, connect, TLS handshake,\n"
+    "refused upgrade).\n"
     "\n"
     "examples:\n"
     "  ringcast-cli sub ws://127.0.0.1:8765/ws workflow:42 | jq -c .data\n"
@@ -75,6 +80,8 @@ struct opts {
     const char *token;
     const char *since;
     const char *epoch;
+    const char *ca;
+    bool insecure;
     int timeout_s;
 };
 
@@ -101,10 +108,15 @@ static int parse_args(int argc, char **argv, struct opts *o)
             fputs(usage, stdout);
             exit(0);
         }
+        if (!dashdash && !strcmp(a, "--insecure")) {
+            o->insecure = true;
+            continue;
+        }
         if (!dashdash && a[0] == '-' && a[1] == '-') {
             const char **dst = !strcmp(a, "--token")   ? &o->token
                                : !strcmp(a, "--since") ? &o->since
                                : !strcmp(a, "--epoch") ? &o->epoch
+                               : !strcmp(a, "--ca")    ? &o->ca
                                                        : NULL;
             bool is_timeout = !strcmp(a, "--timeout");
             if (!dst && !is_timeout)
@@ -223,7 +235,20 @@ static int connect_or_say(struct wsc *c, const struct opts *o)
         fprintf(stderr, "ringcast-cli: %s: %s\n", o->url, err);
         return EXIT_CONNECT;
     }
-    if (wsc_connect(c, &u, o->token, o->timeout_s * 1000)) {
+    if ((o->ca || o->insecure) && !u.tls) {
+        fprintf(stderr, "ringcast-cli: --ca and --insecure are for wss:// URLs\n");
+        return EXIT_USAGE;
+    }
+    if (o->ca && o->insecure) {
+        fprintf(stderr, "ringcast-cli: --ca and --insecure contradict each other: give one\n");
+        return EXIT_USAGE;
+    }
+    if (o->ca && access(o->ca, R_OK) != 0) {
+        fprintf(stderr, "ringcast-cli: cannot read --ca %s: %s\n", o->ca, strerror(errno));
+        return EXIT_USAGE;
+    }
+    struct wsc_tls tls = {.ca_file = o->ca, .insecure = o->insecure};
+    if (wsc_connect(c, &u, o->token, &tls, o->timeout_s * 1000)) {
         fprintf(stderr, "ringcast-cli: %s\n", c->err);
         return EXIT_CONNECT;
     }

@@ -59,15 +59,14 @@ int wsc_url_parse(const char *url, struct wsc_url *u, const char **err)
     memset(u, 0, sizeof(*u));
     const char *p;
     if (strncasecmp(url, "wss://", 6) == 0) {
-        *err = "wss:// is not supported: the engine has no TLS yet (use ws://, or put a "
-               "TLS-terminating proxy in front and point ringcast-cli at its plain side)";
+        u->tls = true;
+        p = url + 6;
+    } else if (strncasecmp(url, "ws://", 5) == 0) {
+        p = url + 5;
+    } else {
+        *err = "the URL must start with ws:// or wss:// (for example ws://127.0.0.1:8765/ws)";
         return -1;
     }
-    if (strncasecmp(url, "ws://", 5) != 0) {
-        *err = "the URL must start with ws:// (for example ws://127.0.0.1:8765/ws)";
-        return -1;
-    }
-    p = url + 5;
     const char *hend;
     const char *after;
     if (*p == '[') {
@@ -107,7 +106,7 @@ int wsc_url_parse(const char *url, struct wsc_url *u, const char **err)
         *err = "unexpected character after the URL's host";
         return -1;
     } else {
-        strcpy(u->port, "80");
+        strcpy(u->port, u->tls ? "443" : "80");
     }
     size_t tlen = strcspn(p, "#");
     if (tlen + 2 > sizeof(u->target)) {
@@ -127,8 +126,8 @@ int wsc_url_parse(const char *url, struct wsc_url *u, const char **err)
 
 /* ---- socket I/O ---- */
 
-/* Writes all of buf, waiting (poll) while the socket is full. */
-static int send_all(struct wsc *c, const void *buf, size_t len)
+/* Writes all of buf to the socket, waiting (poll) while it is full. */
+static int raw_send_all(struct wsc *c, const void *buf, size_t len)
 {
     const uint8_t *b = buf;
     while (len) {
@@ -152,6 +151,78 @@ static int send_all(struct wsc *c, const void *buf, size_t len)
         return WSC_ERR;
     }
     return WSC_OK;
+}
+
+/* wss://: sends whatever ciphertext OpenSSL has for the server. */
+static int tls_flush(struct wsc *c)
+{
+    uint8_t buf[16384];
+    size_t n;
+    while ((n = tlsc_out_take(c->tls, buf, sizeof(buf))) > 0)
+        if (raw_send_all(c, buf, n))
+            return WSC_ERR;
+    return WSC_OK;
+}
+
+/* Writes all of buf (plaintext: over wss:// it is encrypted first). */
+static int send_all(struct wsc *c, const void *buf, size_t len)
+{
+    if (!c->tls)
+        return raw_send_all(c, buf, len);
+    char why[256];
+    if (tlsc_write(c->tls, buf, len, why, sizeof(why))) {
+        set_err(c, "TLS: %s", why);
+        return WSC_ERR;
+    }
+    return tls_flush(c);
+}
+
+/* Room in rbuf for extra more bytes after rlen. */
+static int rbuf_reserve(struct wsc *c, size_t extra)
+{
+    if (c->rlen + extra <= c->rcap)
+        return WSC_OK;
+    size_t cap = c->rcap ? c->rcap : 16384;
+    while (cap < c->rlen + extra)
+        cap *= 2;
+    uint8_t *nb = realloc(c->rbuf, cap);
+    if (!nb) {
+        set_err(c, "out of memory");
+        return WSC_ERR;
+    }
+    c->rbuf = nb;
+    c->rcap = cap;
+    return WSC_OK;
+}
+
+/* wss://: n bytes of ciphertext arrived in buf: decrypts all it completes into rbuf. Returns
+ * WSC_OK with *got plaintext bytes added (0: a record is still incomplete), or WSC_ERR. */
+static int tls_input(struct wsc *c, const uint8_t *buf, size_t n, size_t *got)
+{
+    char why[256];
+    *got = 0;
+    if (tlsc_feed(c->tls, buf, n)) {
+        set_err(c, "out of memory");
+        return WSC_ERR;
+    }
+    for (;;) {
+        if (rbuf_reserve(c, 16384))
+            return WSC_ERR;
+        ssize_t r = tlsc_read(c->tls, c->rbuf + c->rlen, c->rcap - c->rlen, why, sizeof(why));
+        if (r == 0)
+            break;
+        if (r == TLSC_EOF) {
+            c->tls_eof = true; /* said once what came before it is parsed (fill) */
+            break;
+        }
+        if (r < 0) {
+            set_err(c, "TLS: %s", why);
+            return WSC_ERR;
+        }
+        c->rlen += (size_t)r;
+        *got += (size_t)r;
+    }
+    return tls_flush(c); /* a key update's answer, say */
 }
 
 /* Reads what the socket has into rbuf, growing it to hold at least want unparsed bytes. Waits
@@ -178,6 +249,10 @@ static int fill(struct wsc *c, size_t want, int64_t deadline, const sigset_t *si
         c->rbuf = nb;
         c->rcap = cap;
     }
+    if (c->tls_eof) {
+        set_err(c, "the server closed the TLS session without a close frame (1006)");
+        return WSC_ERR;
+    }
     for (;;) {
         struct pollfd pfd = {.fd = c->fd, .events = POLLIN};
         int ms = left_ms(deadline);
@@ -191,6 +266,28 @@ static int fill(struct wsc *c, size_t want, int64_t deadline, const sigset_t *si
         }
         if (r == 0)
             return WSC_TIMEOUT;
+        if (c->tls) {
+            uint8_t cipher[16384];
+            ssize_t n = recv(c->fd, cipher, sizeof(cipher), 0);
+            size_t got;
+            if (n > 0 && tls_input(c, cipher, (size_t)n, &got))
+                return WSC_ERR;
+            if (n > 0 && got)
+                return WSC_OK;
+            if (n > 0 && c->tls_eof) {
+                set_err(c, "the server closed the TLS session without a close frame (1006)");
+                return WSC_ERR;
+            }
+            if (n > 0)
+                continue; /* a record is still incomplete */
+            if (n < 0 && (errno == EINTR || errno == EAGAIN))
+                continue;
+            if (n == 0)
+                set_err(c, "the server closed the connection without a close frame (1006)");
+            else
+                set_err(c, "recv: %s", strerror(errno));
+            return WSC_ERR;
+        }
         ssize_t n = recv(c->fd, c->rbuf + c->rlen, c->rcap - c->rlen, 0);
         if (n > 0) {
             c->rlen += (size_t)n;
@@ -292,12 +389,81 @@ static void refusal(struct wsc *c, const struct http_response *res, size_t head,
             res->reason.base, blen ? ": " : "", body);
 }
 
-int wsc_connect(struct wsc *c, const struct wsc_url *u, const char *token, int timeout_ms)
+/* wss://: the TLS handshake on the connected socket, within deadline (ctx: the client
+ * context, made before connecting so a bad --ca file fails first). */
+static int tls_handshake(struct wsc *c, const struct wsc_url *u, SSL_CTX *ctx, int64_t deadline)
+{
+    char why[512];
+    c->tls = calloc(1, sizeof(*c->tls));
+    if (!c->tls) {
+        set_err(c, "out of memory");
+        return WSC_ERR;
+    }
+    int r = tlsc_start(c->tls, ctx, u->host, why, sizeof(why));
+    if (r) {
+        set_err(c, "TLS setup for %s: %s", u->host_header, why);
+        return WSC_ERR;
+    }
+    for (;;) {
+        r = tlsc_handshake(c->tls, why, sizeof(why));
+        /* Handshake messages, or the alert that says why we give up. */
+        if (tls_flush(c) && r >= 0)
+            return WSC_ERR;
+        if (r < 0) {
+            bool cert = strncmp(why, "certificate verify failed", 25) == 0;
+            set_err(c, "TLS handshake with %s failed: %s%s", u->host_header, why,
+                    cert ? " (--ca FILE trusts another CA; --insecure skips the check)" : "");
+            return WSC_ERR;
+        }
+        if (r == 1)
+            return WSC_OK;
+        struct pollfd pfd = {.fd = c->fd, .events = POLLIN};
+        int pr = poll(&pfd, 1, left_ms(deadline));
+        if (pr == 0) {
+            set_err(c, "TLS handshake with %s: no answer in time", u->host_header);
+            return WSC_ERR;
+        }
+        if (pr < 0 && errno == EINTR)
+            continue;
+        uint8_t cipher[16384];
+        ssize_t n = pr < 0 ? -1 : recv(c->fd, cipher, sizeof(cipher), 0);
+        if (n < 0 && (errno == EINTR || errno == EAGAIN))
+            continue;
+        if (n <= 0) {
+            set_err(c, "TLS handshake with %s failed: %s", u->host_header,
+                    n == 0 ? "the server closed the connection" : strerror(errno));
+            return WSC_ERR;
+        }
+        if (tlsc_feed(c->tls, cipher, (size_t)n)) {
+            set_err(c, "out of memory");
+            return WSC_ERR;
+        }
+    }
+}
+
+int wsc_connect(struct wsc *c, const struct wsc_url *u, const char *token,
+                const struct wsc_tls *tls, int timeout_ms)
 {
     memset(c, 0, sizeof(*c));
     c->fd = -1;
     int64_t deadline = deadline_in(timeout_ms);
-    if (tcp_connect(c, u, deadline))
+    SSL_CTX *ctx = NULL;
+    if (u->tls) {
+        char why[512];
+        ctx = tlsc_ctx_new(tls ? tls->ca_file : NULL, tls && tls->insecure, why, sizeof(why));
+        if (!ctx) {
+            set_err(c, "%s", why);
+            return WSC_ERR;
+        }
+    }
+    int r = tcp_connect(c, u, deadline);
+    if (!r && ctx)
+        r = tls_handshake(c, u, ctx, deadline);
+    SSL_CTX_free(ctx); /* the session holds its own reference */
+    if (r)
+        return WSC_ERR;
+    size_t early;
+    if (c->tls && tls_input(c, NULL, 0, &early)) /* records that came with the handshake */
         return WSC_ERR;
 
     uint8_t raw[16];
@@ -485,6 +651,11 @@ void wsc_free(struct wsc *c)
     if (c->fd >= 0)
         close(c->fd);
     c->fd = -1;
+    if (c->tls) {
+        tlsc_free(c->tls);
+        free(c->tls);
+        c->tls = NULL;
+    }
     free(c->rbuf);
     free(c->msg);
     c->rbuf = c->msg = NULL;

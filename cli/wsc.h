@@ -18,6 +18,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "loadgen/tls_client.h"
 #include "proto/span.h"
 #include "proto/ws_frame.h"
 
@@ -35,17 +36,27 @@ enum wsc_status {
     WSC_INTR = -4,    /* a signal the caller unblocked in sigmask arrived */
 };
 
-/* A parsed ws:// URL. host has no brackets (an IPv6 literal is bare); host_header is what the
- * Host header carries ("[::1]:8765"); target is path plus query, "/" when the URL has none. */
+/* A parsed ws:// or wss:// URL. host has no brackets (an IPv6 literal is bare); host_header is what
+ * the Host header carries ("[::1]:8765"); target is path plus query, "/" when the URL has none. */
 struct wsc_url {
     char host[256];
     char port[8];
     char host_header[272];
     char target[2048];
+    bool tls; /* wss:// */
+};
+
+/* wss:// options: ca_file (PEM; NULL: the system's trusted CAs), insecure (no certificate or
+ * name check). */
+struct wsc_tls {
+    const char *ca_file;
+    bool insecure;
 };
 
 struct wsc {
     int fd;
+    struct tlsc *tls; /* wss://: the session, driven over fd by this file's loop */
+    bool tls_eof;     /* the server's close_notify came (after the plaintext in rbuf) */
     struct ws_parser wp;
     uint8_t *rbuf; /* bytes received, [roff, rlen) not parsed yet */
     size_t roff, rlen, rcap;
@@ -57,16 +68,18 @@ struct wsc {
     char err[768];
 };
 
-/* Parses url ("ws://host[:port][/path][?query]", port 80 by default). Returns 0, or -1 with a
- * reason in *err (a static string): wss:// is refused because the engine has no TLS yet. */
+/* Parses url ("ws[s]://host[:port][/path][?query]", port 80, or 443 for wss, by default).
+ * Returns 0, or -1 with a reason in *err (a static string). */
 int wsc_url_parse(const char *url, struct wsc_url *u, const char **err);
 
-/* Resolves u->host, connects to the first address that answers, and does the opening handshake
- * (with "Authorization: Bearer token" when token is not NULL), all within timeout_ms. Returns
- * WSC_OK with the connection open, or WSC_ERR: c->err names the refused connection, the failed
- * lookup, or the HTTP status and body of a refused upgrade. c needs no setup before; call
- * wsc_free after either result. */
-int wsc_connect(struct wsc *c, const struct wsc_url *u, const char *token, int timeout_ms);
+/* Resolves u->host, connects to the first address that answers, does the TLS handshake for a
+ * wss:// URL (tls: its options; NULL means the defaults) and the opening handshake (with
+ * "Authorization: Bearer token" when token is not NULL), all within timeout_ms. Returns WSC_OK
+ * with the connection open, or WSC_ERR: c->err names the refused connection, the failed lookup,
+ * the failed TLS handshake (a certificate that does not verify, say), or the HTTP status and
+ * body of a refused upgrade. c needs no setup before; call wsc_free after either result. */
+int wsc_connect(struct wsc *c, const struct wsc_url *u, const char *token,
+                const struct wsc_tls *tls, int timeout_ms);
 
 /* Sends one text message (a single masked frame). Returns WSC_OK or WSC_ERR. */
 int wsc_send_text(struct wsc *c, const char *s, size_t len);

@@ -56,7 +56,10 @@ void lg_usage(FILE *f)
           "Measures per-recipient broadcast latency, loss, duplicates, order and payload\n"
           "integrity of a ringcast-protocol WebSocket pub/sub server.\n\n"
           "Scenario (also as keys of an INI file given with --scenario; flags override it):\n"
-          "  --url URL              ws://HOST:PORT/PATH (" DEF_URL ")\n"
+          "  --url URL              ws://HOST:PORT/PATH or wss://HOST:PORT/PATH (" DEF_URL ")\n"
+          "  --ca FILE              wss: trust the CA certificate(s) in FILE (PEM) instead of\n"
+          "                         the system's store; the name checked and sent (SNI) is HOST\n"
+          "  --tls-insecure         wss: no certificate or host name check (test servers only)\n"
           "  --connections N        subscriber connections (100)\n"
           "  --rooms R|a,b,c        R rooms named PREFIX0..PREFIX(R-1), or a list of names (1)\n"
           "  --room-prefix S        prefix of generated room names (room-)\n"
@@ -159,11 +162,18 @@ static void set_str(char *dst, size_t cap, const char *v)
 static int parse_url(struct lg_config *cfg, const char *url)
 {
     set_str(cfg->url, sizeof(cfg->url), url);
-    if (strncmp(url, "ws://", 5) != 0) {
-        lg_error("--url must start with ws:// (wss is not supported)");
+    size_t skip;
+    if (strncmp(url, "ws://", 5) == 0) {
+        skip = 5;
+        cfg->tls = false;
+    } else if (strncmp(url, "wss://", 6) == 0) {
+        skip = 6;
+        cfg->tls = true;
+    } else {
+        lg_error("--url must start with ws:// or wss://");
         return -1;
     }
-    const char *h = url + 5;
+    const char *h = url + skip;
     const char *slash = strchr(h, '/');
     size_t hl = slash ? (size_t)(slash - h) : strlen(h);
     char hostport[256];
@@ -173,7 +183,7 @@ static int parse_url(struct lg_config *cfg, const char *url)
     hostport[hl] = 0;
     set_str(cfg->path, sizeof(cfg->path), slash ? slash : "/");
     char *colon = strrchr(hostport, ':');
-    unsigned port = 80;
+    unsigned port = cfg->tls ? 443 : 80;
     if (colon) {
         *colon = 0;
         if (parse_uint(colon + 1, 65535, &port) || port == 0)
@@ -298,7 +308,14 @@ static int apply(struct lg_config *cfg, const char *name, const char *v)
         cfg->progress = 0;
     else if (!strcmp(name, "no-integrity-gate"))
         cfg->no_integrity_gate = !v || strcmp(v, "false");
-    else if (!strcmp(name, "url")) {
+    else if (!strcmp(name, "tls-insecure"))
+        cfg->tls_insecure = !v || strcmp(v, "false");
+    else if (!strcmp(name, "ca")) {
+        NEED_V;
+        if (!*v || strlen(v) >= sizeof(cfg->ca_file))
+            goto bad;
+        set_str(cfg->ca_file, sizeof(cfg->ca_file), v);
+    } else if (!strcmp(name, "url")) {
         NEED_V;
         if (parse_url(cfg, v))
             goto bad;
@@ -443,6 +460,8 @@ static const char *const known[] = {"help",
                                     "no-progress",
                                     "no-integrity-gate",
                                     "url",
+                                    "tls-insecure",
+                                    "ca",
                                     "connections",
                                     "rooms",
                                     "room-prefix",
@@ -486,8 +505,9 @@ static bool is_known(const char *name)
 
 static bool takes_value(const char *name)
 {
-    static const char *const flags[] = {"help",        "version",           "quiet", "progress",
-                                        "no-progress", "no-integrity-gate", NULL};
+    static const char *const flags[] = {"help",         "version",     "quiet",
+                                        "progress",     "no-progress", "no-integrity-gate",
+                                        "tls-insecure", NULL};
     for (int i = 0; flags[i]; i++)
         if (!strcmp(name, flags[i]))
             return false;
@@ -620,6 +640,14 @@ int lg_config_parse(struct lg_config *cfg, int argc, char **argv)
     /* Consistency. */
     if (cfg->subs_per_conn == 0 || cfg->subs_per_conn > cfg->nrooms) {
         lg_error("--subs-per-conn must be 1..rooms (%u)", cfg->nrooms);
+        return LG_EXIT_USAGE;
+    }
+    if ((cfg->ca_file[0] || cfg->tls_insecure) && !cfg->tls) {
+        lg_error("--ca and --tls-insecure are for wss:// URLs (--url %s)", cfg->url);
+        return LG_EXIT_USAGE;
+    }
+    if (cfg->ca_file[0] && cfg->tls_insecure) {
+        lg_error("--ca and --tls-insecure contradict each other: give one");
         return LG_EXIT_USAGE;
     }
     if (cfg->publish_http && !cfg->api_key[0]) {

@@ -26,6 +26,7 @@
 #include "proto/json.h"
 
 #include "payload.h"
+#include "tls_client.h"
 #include "vcache.h"
 
 /* Provided receive buffers per worker, and their size: 16 MiB per worker in all. */
@@ -58,6 +59,7 @@ struct ring_state {
     bool *is_dirty;
     jsmntok_t toks[ENV_MAX_TOKENS];
     struct lg_vcache vc;
+    uint8_t *plain; /* wss://: plaintext decrypted from one recv completion, LG_BUF_SIZE bytes */
 };
 
 /* ---- small helpers ---- */
@@ -182,25 +184,61 @@ static void submit_send(struct ring_state *rs, struct lg_conn *c)
     c->send_busy = true;
 }
 
-/* Moves pend to out and starts sending it; called only with no send in flight. */
-static void start_send(struct ring_state *rs, struct lg_conn *c)
+static void conn_end(struct lg_worker *w, struct lg_conn *c, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+/* wss://: encrypts pend (once the TLS handshake is done) and sends the ciphertext OpenSSL has
+ * for c (records, and handshake messages before that). */
+static void tls_start_send(struct lg_worker *w, struct lg_conn *c)
 {
-    if (c->fd < 0 || c->send_busy || c->pend.len == 0)
+    struct ring_state *rs = w->priv;
+    char err[256];
+    if (c->pend.len && tlsc_done(c->tls)) {
+        if (tlsc_write(c->tls, c->pend.p, c->pend.len, err, sizeof(err))) {
+            conn_end(w, c, "TLS: %s", err);
+            return;
+        }
+        c->pend.len = 0;
+    }
+    size_t n = tlsc_out_pending(c->tls);
+    if (n == 0)
+        return;
+    c->out.len = 0;
+    if (buf_reserve(&c->out, n)) {
+        conn_end(w, c, "out of memory");
+        return;
+    }
+    c->out.len = (uint32_t)tlsc_out_take(c->tls, c->out.p, n);
+    c->out_off = 0;
+    submit_send(rs, c);
+}
+
+/* Moves pend to out and starts sending it; called only with no send in flight. */
+static void start_send(struct lg_worker *w, struct lg_conn *c)
+{
+    if (c->fd < 0 || c->send_busy)
+        return;
+    if (c->tls) {
+        tls_start_send(w, c);
+        return;
+    }
+    if (c->pend.len == 0)
         return;
     struct lg_buf t = c->out;
     c->out = c->pend;
     c->pend = t;
     c->pend.len = 0;
     c->out_off = 0;
-    submit_send(rs, c);
+    submit_send(w->priv, c);
 }
 
-static void flush_dirty(struct ring_state *rs)
+static void flush_dirty(struct lg_worker *w)
 {
+    struct ring_state *rs = w->priv;
     for (unsigned i = 0; i < rs->ndirty; i++) {
         struct lg_conn *c = rs->dirty[i];
         rs->is_dirty[c->idx] = false;
-        start_send(rs, c);
+        start_send(w, c);
     }
     rs->ndirty = 0;
 }
@@ -215,9 +253,6 @@ void lg_conn_wake(struct lg_worker *w, int ring_fd)
 }
 
 /* ---- connection lifecycle ---- */
-
-static void conn_end(struct lg_worker *w, struct lg_conn *c, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
 
 /* Ends a connection: a failure if it never became ready, else a disconnect. Completions still
  * in flight for it are recognised by fd < 0 and only give their buffers back. */
@@ -247,6 +282,11 @@ static void conn_end(struct lg_worker *w, struct lg_conn *c, const char *fmt, ..
         close(c->fd);
         c->fd = -1;
     }
+    if (c->tls) {
+        tlsc_free(c->tls);
+        free(c->tls);
+        c->tls = NULL;
+    }
 }
 
 /* Writes a close frame (code, reason) straight to the socket, before a connection is ended: it
@@ -263,6 +303,17 @@ static void send_close_now(struct lg_worker *w, struct lg_conn *c, uint16_t code
     size_t n = ws_close_payload_write(payload, code, reason, reason ? strlen(reason) : 0);
     n = client_frame_write(rs, frame, WS_OP_CLOSE, payload, n);
     c->close_sent = true;
+    if (c->tls) {
+        /* The frame goes out as a record of its own, after any ciphertext not yet sent. */
+        char err[256];
+        uint8_t rec[1024];
+        if (!tlsc_done(c->tls) || tlsc_write(c->tls, frame, n, err, sizeof(err)) ||
+            tlsc_out_pending(c->tls) > sizeof(rec))
+            return;
+        n = tlsc_out_take(c->tls, rec, sizeof(rec));
+        (void)!send(c->fd, rec, n, MSG_DONTWAIT | MSG_NOSIGNAL);
+        return;
+    }
     (void)!send(c->fd, frame, n, MSG_DONTWAIT | MSG_NOSIGNAL);
 }
 
@@ -345,16 +396,12 @@ static void make_key(struct ring_state *rs, char out[WS_KEY_LEN + 1])
 
 static void became_ready(struct lg_worker *w, struct lg_conn *c);
 
-static void on_connect(struct lg_worker *w, struct lg_conn *c, int res)
+/* The transport is up (TCP connected; over wss://, the TLS handshake done): a publisher over
+ * HTTP is ready at once, anyone else sends the upgrade request. */
+static void transport_ready(struct lg_worker *w, struct lg_conn *c)
 {
     struct ring_state *rs = w->priv;
     const struct lg_config *cfg = &w->run->cfg;
-    if (c->fd < 0)
-        return;
-    if (res < 0) {
-        conn_end(w, c, "connect to %s:%u: %s", cfg->host, cfg->port, strerror(-res));
-        return;
-    }
     if (c->is_pub && cfg->publish_http) {
         /* No upgrade: requests go out as soon as it is ready (POST /api/publish). */
         c->http = true;
@@ -362,7 +409,6 @@ static void on_connect(struct lg_worker *w, struct lg_conn *c, int res)
         w->st.conn_established++;
         hist_record(&w->connect, lg_now_ns() - c->t_connect);
         became_ready(w, c);
-        arm_recv(rs, c);
         return;
     }
     make_key(rs, c->key);
@@ -378,7 +424,43 @@ static void on_connect(struct lg_worker *w, struct lg_conn *c, int res)
     }
     c->state = CS_HANDSHAKE;
     lg_conn_queue(w, c, req, len);
-    arm_recv(rs, c);
+}
+
+/* wss://: starts the TLS handshake (its ClientHello goes out with the next flush). */
+static void tls_begin(struct lg_worker *w, struct lg_conn *c)
+{
+    const struct lg_config *cfg = &w->run->cfg;
+    char err[256];
+    c->tls = calloc(1, sizeof(*c->tls));
+    if (!c->tls) {
+        conn_end(w, c, "out of memory");
+        return;
+    }
+    if (tlsc_start(c->tls, w->run->tls_ctx, cfg->host, err, sizeof(err)) ||
+        tlsc_handshake(c->tls, err, sizeof(err)) < 0) {
+        conn_end(w, c, "TLS handshake with %s:%u failed: %s", cfg->host, cfg->port, err);
+        return;
+    }
+    c->state = CS_HANDSHAKE;
+    mark_dirty(w->priv, c);
+}
+
+static void on_connect(struct lg_worker *w, struct lg_conn *c, int res)
+{
+    struct ring_state *rs = w->priv;
+    const struct lg_config *cfg = &w->run->cfg;
+    if (c->fd < 0)
+        return;
+    if (res < 0) {
+        conn_end(w, c, "connect to %s:%u: %s", cfg->host, cfg->port, strerror(-res));
+        return;
+    }
+    if (w->run->tls_ctx)
+        tls_begin(w, c);
+    else
+        transport_ready(w, c);
+    if (c->fd >= 0)
+        arm_recv(rs, c);
 }
 
 /* ---- messages ---- */
@@ -814,6 +896,71 @@ static void on_http_data(struct lg_worker *w, struct lg_conn *c, uint8_t *data, 
     c->carry.len -= (uint32_t)off;
 }
 
+/* Bytes the server sent (decrypted, over wss://), to whatever c is waiting for. */
+static void on_plain(struct lg_worker *w, struct lg_conn *c, uint8_t *data, size_t len,
+                     uint64_t now)
+{
+    if (c->http)
+        on_http_data(w, c, data, len);
+    else if (c->state == CS_HANDSHAKE)
+        on_handshake_data(w, c, data, len, now);
+    else
+        feed_frames(w, c, data, len, now);
+}
+
+/* wss://: ciphertext from the server. Drives the TLS handshake until it is done, then decrypts
+ * into the worker's plaintext buffer, one buffer at a time, for on_plain. What OpenSSL has to
+ * send in return (handshake messages, alerts) goes out with the next flush. */
+static void on_tls_data(struct lg_worker *w, struct lg_conn *c, uint8_t *data, size_t len,
+                        uint64_t now)
+{
+    struct ring_state *rs = w->priv;
+    const struct lg_config *cfg = &w->run->cfg;
+    char err[256];
+    if (tlsc_feed(c->tls, data, len)) {
+        conn_end(w, c, "out of memory");
+        return;
+    }
+    if (!tlsc_done(c->tls)) {
+        int r = tlsc_handshake(c->tls, err, sizeof(err));
+        if (r < 0) {
+            /* The alert (a bad certificate, say) is sent for the server's log, best effort. */
+            uint8_t alert[256];
+            size_t n = tlsc_out_take(c->tls, alert, sizeof(alert));
+            if (n && !c->send_busy)
+                (void)!send(c->fd, alert, n, MSG_DONTWAIT | MSG_NOSIGNAL);
+            conn_end(w, c, "TLS handshake with %s:%u failed: %s", cfg->host, cfg->port, err);
+            return;
+        }
+        if (r == 1)
+            transport_ready(w, c);
+        if (c->fd < 0)
+            return;
+        if (!c->send_busy)
+            mark_dirty(rs, c);
+        if (r == 0)
+            return;
+    }
+    for (;;) {
+        ssize_t n = tlsc_read(c->tls, rs->plain, LG_BUF_SIZE, err, sizeof(err));
+        if (n == 0)
+            break;
+        if (n == TLSC_EOF) {
+            conn_end(w, c, "server closed the TLS session (close_notify)");
+            return;
+        }
+        if (n < 0) {
+            conn_end(w, c, "TLS: %s", err);
+            return;
+        }
+        on_plain(w, c, rs->plain, (size_t)n, now);
+        if (c->fd < 0)
+            return;
+    }
+    if (tlsc_out_pending(c->tls) && !c->send_busy)
+        mark_dirty(rs, c); /* a key update's answer, say */
+}
+
 static void on_recv(struct lg_worker *w, struct io_uring_cqe *cqe, struct lg_conn *c, uint64_t now)
 {
     struct ring_state *rs = w->priv;
@@ -824,12 +971,10 @@ static void on_recv(struct lg_worker *w, struct io_uring_cqe *cqe, struct lg_con
         if (res > 0 && c->fd >= 0) {
             w->st.bytes_in += (uint64_t)res;
             w->st.reads++;
-            if (c->http)
-                on_http_data(w, c, data, (size_t)res);
-            else if (c->state == CS_HANDSHAKE)
-                on_handshake_data(w, c, data, (size_t)res, now);
+            if (c->tls)
+                on_tls_data(w, c, data, (size_t)res, now);
             else
-                feed_frames(w, c, data, (size_t)res, now);
+                on_plain(w, c, data, (size_t)res, now);
         }
         io_uring_buf_ring_add(rs->br, data, LG_BUF_SIZE, (unsigned short)bid,
                               io_uring_buf_ring_mask(LG_NBUFS), (int)rs->br_added);
@@ -840,7 +985,11 @@ static void on_recv(struct lg_worker *w, struct io_uring_cqe *cqe, struct lg_con
     if (c->fd < 0)
         return;
     if (res == 0) {
-        conn_end(w, c, "server closed the connection (EOF)");
+        if (c->tls && !tlsc_done(c->tls))
+            conn_end(w, c, "TLS handshake with %s:%u failed: the server closed the connection",
+                     w->run->cfg.host, w->run->cfg.port);
+        else
+            conn_end(w, c, "server closed the connection (EOF)");
     } else if (res < 0 && res != -ENOBUFS) {
         conn_end(w, c, "recv: %s", strerror(-res));
     } else if (!c->recv_armed) {
@@ -865,7 +1014,7 @@ static void on_send(struct lg_worker *w, struct lg_conn *c, int res)
     }
     c->out.len = 0;
     c->out_off = 0;
-    start_send(rs, c);
+    start_send(w, c);
 }
 
 /* ---- setup and the loop ---- */
@@ -899,6 +1048,8 @@ int lg_worker_setup(struct lg_worker *w)
     rs->bufs = malloc((size_t)LG_NBUFS * LG_BUF_SIZE);
     if (!rs->bufs)
         return -ENOMEM;
+    if (w->run->tls_ctx && !(rs->plain = malloc(LG_BUF_SIZE)))
+        return -ENOMEM;
     struct io_uring_buf_reg reg = {
         .ring_addr = (unsigned long)rs->br, .ring_entries = LG_NBUFS, .bgid = LG_BGID};
     ret = io_uring_register_buf_ring(&rs->ring, &reg, 0);
@@ -930,6 +1081,7 @@ void lg_worker_teardown(struct lg_worker *w)
     if (rs->br && rs->br != MAP_FAILED)
         munmap(rs->br, rs->br_bytes);
     free(rs->bufs);
+    free(rs->plain);
     free(rs->dirty);
     free(rs->is_dirty);
     lg_vcache_free(&rs->vc);
@@ -1000,7 +1152,7 @@ static void close_all(struct lg_worker *w)
             lg_conn_queue_frame(w, w->conns[i], WS_OP_CLOSE, bye, sizeof(bye));
             w->conns[i]->close_sent = true;
         }
-    flush_dirty(rs);
+    flush_dirty(w);
     uint64_t until = lg_now_ns() + 100000000ull;
     for (;;) {
         bool busy = false;
@@ -1019,6 +1171,11 @@ static void close_all(struct lg_worker *w)
         if (c->fd >= 0) {
             close(c->fd);
             c->fd = -1;
+        }
+        if (c->tls) {
+            tlsc_free(c->tls);
+            free(c->tls);
+            c->tls = NULL;
         }
     }
 }
@@ -1058,7 +1215,7 @@ void *lg_worker_main(void *arg)
                     deadline = d;
             }
         }
-        flush_dirty(rs);
+        flush_dirty(w);
         now = lg_now_ns();
         struct __kernel_timespec ts = {0, 0};
         if (deadline > now) {

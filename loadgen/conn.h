@@ -3,7 +3,8 @@
  * Ownership: every lg_conn lives in run->conns and belongs to exactly one worker, the only
  * thread that touches it. Outgoing bytes are double-buffered: `out` is what the kernel may be
  * reading (one send in flight, never reallocated while it is), `pend` collects what is queued
- * meanwhile and becomes `out` when the send completes.
+ * meanwhile and becomes `out` when the send completes. Over TLS, `pend` is plaintext and `out`
+ * the ciphertext it was encrypted into (tls_client.h).
  */
 #ifndef RINGCAST_LOADGEN_CONN_H
 #define RINGCAST_LOADGEN_CONN_H
@@ -59,6 +60,9 @@ struct lg_conn {
     bool http;
     uint32_t hq_head, hq_len, hq_cap;
     uint64_t *hq;
+    /* wss://: the TLS session (NULL on a cleartext run). pend then holds plaintext, encrypted
+     * when it moves to out; out holds ciphertext. */
+    struct tlsc *tls;
 };
 
 /* Queues len bytes on c (the caller's bytes are copied). Submission happens in the worker

@@ -1,8 +1,9 @@
 /* lg.h - ringcast-load's shared types: the scenario, the run's shared state, per-worker
  * counters. Modules: main.c (CLI, orchestration), config.c (options, INI scenarios), conn.c
- * (workers: io_uring connections, receive path), publish.c (schedules and publish frames),
- * check.c (per-recipient accounting), payload.c (payload format, parsing), hist.c, report.c
- * (table, JSON), html.c (HTML report), gate.c (gates, baseline), sysstat.c (CPU/RSS).
+ * (workers: io_uring connections, receive path), tls_client.c (wss://, shared with ringcast-cli),
+ * publish.c (schedules and publish frames), check.c (per-recipient accounting), payload.c (payload
+ * format, parsing), hist.c, report.c (table, JSON), html.c (HTML report), gate.c (gates, baseline),
+ * sysstat.c (CPU/RSS).
  *
  * Threads: the main thread only orchestrates and prints; each worker owns one io_uring and a
  * fixed share of the connections, and touches only its own connections and counters. What is
@@ -44,6 +45,9 @@ struct lg_config {
     char path[256];
     uint16_t port;
     struct sockaddr_in addr;
+    bool tls;             /* wss:// */
+    bool tls_insecure;    /* --tls-insecure: no certificate or name check */
+    char ca_file[512];    /* --ca FILE: trust this CA (PEM); empty: the system's store */
     unsigned connections; /* subscribers */
     unsigned nrooms;      /* rooms */
     char **room_names;    /* nrooms names (generated or from the comma list) */
@@ -206,8 +210,9 @@ struct lg_run {
     /* room name -> index, open addressing */
     int32_t *room_hash;
     unsigned room_hash_mask;
-    unsigned pubs_per_room; /* tracks per (subscriber, room): one per publisher of the room */
-    int ring_fds[256];      /* each worker's ring, for waking a publisher's worker */
+    unsigned pubs_per_room;     /* tracks per (subscriber, room): one per publisher of the room */
+    int ring_fds[256];          /* each worker's ring, for waking a publisher's worker */
+    struct ssl_ctx_st *tls_ctx; /* wss://: the client context every connection shares */
 };
 
 static inline uint64_t lg_now_ns(void)

@@ -14,6 +14,7 @@
 
 #include "conn.h"
 #include "report.h"
+#include "tls_client.h"
 
 /* The main thread's tick: how often it looks at the workers during the run. */
 #define TICK_NS 100000000ull
@@ -378,6 +379,7 @@ static void free_all(void)
     free(run->pubs);
     free(run->workers);
     free(run->room_hash);
+    SSL_CTX_free(run->tls_ctx);
     free(run);
 }
 
@@ -457,6 +459,14 @@ int main(int argc, char **argv)
     if (layout(run)) {
         lg_error("out of memory laying out the run");
         return setup_failed(cfg);
+    }
+    if (cfg->tls) {
+        char err[768];
+        run->tls_ctx = tlsc_ctx_new(cfg->ca_file, cfg->tls_insecure, err, sizeof(err));
+        if (!run->tls_ctx) {
+            lg_error("%s", err);
+            return setup_failed(cfg);
+        }
     }
     signal(SIGINT, on_sigint);
     signal(SIGTERM, on_sigint);

@@ -23,7 +23,7 @@ build_pkgs=(meson ninja-build pkg-config gcc liburing-dev libssl-dev libjsmn-dev
   libsystemd-dev util-linux)
 pkgs=(
   "${build_pkgs[@]}" clang libclang-rt-14-dev clang-format libhiredis-dev
-  python3 python3-websockets python3-pytest
+  python3 python3-websockets python3-pytest openssl
   libwebsockets-dev redis-server chromium
   procps psmisc curl prometheus systemd
 )
