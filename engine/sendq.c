@@ -271,8 +271,8 @@ static bool submit_send_tls(struct conn *c)
     struct outq *q = c->oq;
     if (q && tls_established(t) && tls_out_pending(t) < TLS_SEND_BATCH) {
         size_t budget = TLS_SEND_BATCH;
-        bool ok = true;
-        while (budget && q->head < q->tail && !is_held(q->f[q->head])) {
+        bool ok = tls_write_begin(t, q->bytes < budget ? q->bytes : budget);
+        while (ok && budget && q->head < q->tail && !is_held(q->f[q->head])) {
             struct frame *f = q->f[q->head];
             size_t n = f->len - q->off;
             if (n > budget)
@@ -389,6 +389,8 @@ void sendq_on_complete(struct conn *c, int res)
         c->w->m.bytes_out += (size_t)res;
         if (c->state != CONN_CLOSED && (tls_out_pending(c->tls) || c->oq))
             mark_dirty(c);
+        else
+            tls_out_idle(c->tls); /* idle: no ciphertext buffer kept */
         conn_on_send_done(c);
         conn_put(c);
         return;

@@ -1,6 +1,7 @@
 /* tls.c - OpenSSL 3 sessions over memory BIOs for the io_uring loop (see tls.h). */
 #include "tls.h"
 
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -23,14 +24,22 @@
 /* Plaintext coalesced into one record: TLS's maximum record payload. */
 #define STAGE_BYTES 16384
 
+/* Ciphertext to the peer, in two buffers: `send` is handed to the kernel (out[off..len), never
+ * moved while a send is in flight), `next` is where the session writes meanwhile (our write
+ * BIO appends to it directly: no copy through a memory BIO). */
+struct obuf {
+    uint8_t *p;
+    uint32_t len, cap;
+};
+
 struct tls_session {
     SSL *ssl;
-    BIO *rbio; /* ciphertext from the peer: we write, OpenSSL reads */
-    BIO *wbio; /* ciphertext to the peer: OpenSSL writes, we read */
+    BIO *rbio; /* ciphertext from the peer: a memory BIO, we write, OpenSSL reads */
     const char *err;
     bool notify_sent;
-    uint8_t *out; /* ciphertext buffer: out[off..len) not yet sent */
-    uint32_t off, len, cap;
+    struct obuf send, next;
+    struct obuf spare; /* a sent buffer kept for the next batch while the connection is busy */
+    uint32_t off;      /* bytes of send already sent */
 };
 
 /* The context new connections use; replaced ones wait in `retired` until exit. */
@@ -44,6 +53,72 @@ static struct retired *retired;
  * and one connection is encrypted at a time. */
 static __thread uint8_t stage[STAGE_BYTES];
 static __thread size_t stage_len;
+
+/* ---- the write BIO: appends to the session's `next` buffer ---- */
+
+static BIO_METHOD *out_method;
+static pthread_once_t out_once = PTHREAD_ONCE_INIT;
+
+/* A full send batch's ciphertext: records of TLS_SEND_BATCH bytes of plaintext with headers
+ * and tags, and a few more records of handshake or alert. Below glibc's mmap threshold, so a
+ * buffer comes from the heap, not from fresh pages each time. */
+#define OBUF_BATCH_CAP (TLS_SEND_BATCH + TLS_SEND_BATCH / 64 + 4096)
+
+/* Room for need bytes in b (doubling up to a batch, so a batch costs few reallocs). */
+static bool obuf_reserve(struct obuf *b, size_t need)
+{
+    if (need <= b->cap)
+        return true;
+    size_t cap = b->cap ? 2 * (size_t)b->cap : 4096;
+    if (cap > OBUF_BATCH_CAP)
+        cap = OBUF_BATCH_CAP;
+    if (cap < need)
+        cap = need;
+    if (cap > UINT32_MAX)
+        return false;
+    uint8_t *p = realloc(b->p, cap);
+    if (!p)
+        return false;
+    b->p = p;
+    b->cap = (uint32_t)cap;
+    return true;
+}
+
+static int out_write(BIO *bio, const char *data, int len)
+{
+    struct tls_session *s = BIO_get_data(bio);
+    if (len <= 0)
+        return 0;
+    if (!obuf_reserve(&s->next, (size_t)s->next.len + (size_t)len))
+        return -1; /* out of memory: the session fails, this connection is closed */
+    memcpy(s->next.p + s->next.len, data, (size_t)len);
+    s->next.len += (uint32_t)len;
+    return len;
+}
+
+static long out_ctrl(BIO *bio, int cmd, long num, void *ptr)
+{
+    (void)bio;
+    (void)num;
+    (void)ptr;
+    return cmd == BIO_CTRL_FLUSH ? 1 : 0; /* everything written is already "flushed" */
+}
+
+static int out_create(BIO *bio)
+{
+    BIO_set_init(bio, 1);
+    return 1;
+}
+
+static void out_method_init(void)
+{
+    BIO_METHOD *m = BIO_meth_new(BIO_get_new_index() | BIO_TYPE_SOURCE_SINK, "ringcast out");
+    if (m && BIO_meth_set_write(m, out_write) && BIO_meth_set_ctrl(m, out_ctrl) &&
+        BIO_meth_set_create(m, out_create))
+        out_method = m;
+    else
+        BIO_meth_free(m);
+}
 
 /* ---- contexts ---- */
 
@@ -72,6 +147,11 @@ static const char *ossl_reason(const char *fallback)
 
 SSL_CTX *tls_ctx_new(const char *cert, const char *key, char *err, size_t cap)
 {
+    pthread_once(&out_once, out_method_init);
+    if (!out_method) {
+        snprintf(err, cap, "cannot create the TLS output method: out of memory");
+        return NULL;
+    }
     ERR_clear_error();
     SSL_CTX *ctx = SSL_CTX_new(TLS_server_method());
     if (!ctx) {
@@ -190,10 +270,10 @@ struct tls_session *tls_session_new(SSL_CTX *ctx)
         return NULL;
     s->ssl = SSL_new(ctx); /* takes its own reference on ctx */
     s->rbio = BIO_new(BIO_s_mem());
-    s->wbio = BIO_new(BIO_s_mem());
-    if (!s->ssl || !s->rbio || !s->wbio) {
+    BIO *wbio = BIO_new(out_method);
+    if (!s->ssl || !s->rbio || !wbio) {
         BIO_free(s->rbio);
-        BIO_free(s->wbio);
+        BIO_free(wbio);
         SSL_free(s->ssl);
         free(s);
         ERR_clear_error();
@@ -201,7 +281,8 @@ struct tls_session *tls_session_new(SSL_CTX *ctx)
     }
     /* An empty read BIO means "wait for more", not end of file. */
     BIO_set_mem_eof_return(s->rbio, -1);
-    SSL_set_bio(s->ssl, s->rbio, s->wbio); /* the session owns both now */
+    BIO_set_data(wbio, s);
+    SSL_set_bio(s->ssl, s->rbio, wbio); /* the session owns both now */
     SSL_set_accept_state(s->ssl);
     return s;
 }
@@ -211,7 +292,9 @@ void tls_session_free(struct tls_session *s)
     if (!s)
         return;
     SSL_free(s->ssl);
-    free(s->out);
+    free(s->send.p);
+    free(s->next.p);
+    free(s->spare.p);
     free(s);
 }
 
@@ -282,9 +365,23 @@ static bool write_stage(struct tls_session *s)
     return !n || seal(s, stage, n);
 }
 
+/* Room in `next` for the records of plain bytes of plaintext, headers and tags included. */
+static bool reserve_plain(struct tls_session *s, size_t plain)
+{
+    if (obuf_reserve(&s->next, s->next.len + plain + 64 * (plain / STAGE_BYTES + 1)))
+        return true;
+    s->err = "out of memory for ciphertext";
+    return false;
+}
+
+bool tls_write_begin(struct tls_session *s, size_t plain)
+{
+    return !s->err && reserve_plain(s, plain);
+}
+
 bool tls_write(struct tls_session *s, const uint8_t *p, size_t len)
 {
-    if (s->err)
+    if (s->err || !reserve_plain(s, stage_len + len))
         return false;
     while (len) {
         if (!stage_len && len >= STAGE_BYTES) { /* a full record: no need to stage it */
@@ -335,50 +432,48 @@ bool tls_close_notify_sent(const struct tls_session *s)
 
 size_t tls_out_pending(const struct tls_session *s)
 {
-    return (size_t)(s->len - s->off) + BIO_ctrl_pending(s->wbio);
+    return (size_t)(s->send.len - s->off) + s->next.len;
 }
 
 const uint8_t *tls_out_take(struct tls_session *s, size_t *len)
 {
-    size_t more = BIO_ctrl_pending(s->wbio);
-    if (more) {
-        if (s->off == s->len)
-            s->off = s->len = 0;
-        else if (s->off) { /* keep the unsent part at the front */
-            memmove(s->out, s->out + s->off, s->len - s->off);
-            s->len -= s->off;
-            s->off = 0;
-        }
-        if ((size_t)s->len + more > s->cap) {
-            size_t cap = (size_t)s->len + more;
-            uint8_t *p = realloc(s->out, cap);
-            if (!p) {
-                *len = 0;
-                return NULL;
-            }
-            s->out = p;
-            s->cap = (uint32_t)cap;
-        }
-        int n = BIO_read(s->wbio, s->out + s->len, (int)more);
-        if (n > 0)
-            s->len += (uint32_t)n;
+    if (s->off == s->send.len && s->next.len) { /* the last send is done: send what came since */
+        struct obuf done = s->send;
+        s->send = s->next;
+        s->next = done.cap ? done : s->spare; /* an empty buffer to write into, if one is kept */
+        s->next.len = 0;
+        if (done.cap)
+            free(s->spare.p);
+        s->spare = (struct obuf){NULL, 0, 0};
+        s->off = 0;
     }
-    *len = s->len - s->off;
-    return *len ? s->out + s->off : NULL;
+    *len = s->send.len - s->off;
+    return *len ? s->send.p + s->off : NULL;
 }
 
 void tls_out_sent(struct tls_session *s, size_t n)
 {
     s->off += (uint32_t)n;
-    if (s->off == s->len) {
-        /* Idle sessions hold no buffer; a busy one gets a new one for its next batch. */
-        free(s->out);
-        s->out = NULL;
-        s->off = s->len = s->cap = 0;
+    if (s->off == s->send.len) { /* kept for the next batch until the connection goes idle */
+        free(s->spare.p);
+        s->spare = s->send;
+        s->spare.len = 0;
+        s->send = (struct obuf){NULL, 0, 0};
+        s->off = 0;
+    }
+}
+
+void tls_out_idle(struct tls_session *s)
+{
+    free(s->spare.p);
+    s->spare = (struct obuf){NULL, 0, 0};
+    if (!s->next.len) {
+        free(s->next.p);
+        s->next = (struct obuf){NULL, 0, 0};
     }
 }
 
 uint64_t tls_out_mem(const struct tls_session *s)
 {
-    return (uint64_t)s->cap + BIO_ctrl_pending(s->wbio);
+    return (uint64_t)s->send.cap + s->next.cap + s->spare.cap;
 }

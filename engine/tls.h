@@ -4,9 +4,10 @@
  * fed into the session's read BIO (tls_feed) and plaintext comes out of tls_read into the same
  * parsing path a cleartext connection uses (conn.c). On the way out, the send path (sendq.c)
  * takes the connection's queued plaintext frames, hands them to tls_write in order and lets go
- * of them; what the session produced (records, handshake messages, alerts) collects in one
- * per-session ciphertext buffer that the loop sends like any other bytes. No blocking SSL call,
- * no extra thread; kTLS is not used (not every kernel offers it).
+ * of them; what the session produced (records, handshake messages, alerts) is written by our
+ * own write BIO straight into a per-session ciphertext buffer that the loop sends like any other
+ * bytes (a second buffer collects what the session writes while a send is in flight). No blocking
+ * SSL call, no extra thread; kTLS is not used (not every kernel offers it).
  *
  * Broadcast frames stay encoded once and shared (frame.h): only the encryption is per
  * connection, and a cleartext connection (tls == NULL) pays one branch for TLS existing.
@@ -75,6 +76,9 @@ bool tls_established(const struct tls_session *s);
 /* The negotiated protocol version ("TLSv1.3"), for a log line. */
 const char *tls_version(const struct tls_session *s);
 
+/* Starts a batch of about plain bytes: the ciphertext buffer is sized for it at once. False
+ * when the session is broken or memory is short. */
+bool tls_write_begin(struct tls_session *s, size_t plain);
 /* Encrypts len plaintext bytes (coalesced: small writes share records until tls_write_end).
  * Returns false when the session is broken. Only after tls_established. */
 bool tls_write(struct tls_session *s, const uint8_t *p, size_t len);
@@ -87,14 +91,16 @@ bool tls_close_notify_sent(const struct tls_session *s);
 
 /* Ciphertext not yet handed to the kernel, in the buffer and still in the session. */
 size_t tls_out_pending(const struct tls_session *s);
-/* Moves the session's output into the ciphertext buffer and returns its unsent part (*len
- * bytes; NULL when none or memory is short). Only while no send from the buffer is in flight:
- * the buffer may move. */
+/* The ciphertext to send next (*len bytes; NULL when none): the unsent rest of the last send,
+ * else everything the session wrote since. Only while no send from it is in flight. */
 const uint8_t *tls_out_take(struct tls_session *s, size_t *len);
-/* n bytes of the buffer went out; the buffer is freed once empty. */
+/* n bytes of what tls_out_take gave went out; a buffer sent whole is kept for the next batch. */
 void tls_out_sent(struct tls_session *s, size_t n);
-/* Memory the session's output pins (the ciphertext buffer and the write BIO), charged to the
- * connection's queue like queued frames (sendq.h, max_queue_bytes). */
+/* The connection has nothing queued or pending: frees the buffers kept for reuse, so an idle
+ * session holds no ciphertext buffer. */
+void tls_out_idle(struct tls_session *s);
+/* Memory the session's output pins (both ciphertext buffers), charged to the connection's
+ * queue like queued frames (sendq.h, max_queue_bytes). */
 uint64_t tls_out_mem(const struct tls_session *s);
 
 #endif
