@@ -1,6 +1,7 @@
 /* tls.c - OpenSSL 3 sessions over memory BIOs for the io_uring loop (see tls.h). */
 #include "tls.h"
 
+#include <malloc.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -21,6 +22,8 @@
     "ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:"                                   \
     "ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-RSA-AES256-GCM-SHA384:"                                   \
     "ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305"
+/* Free heap kept per arena before glibc trims it (see tls_init). */
+#define TLS_TRIM_THRESHOLD (16 * 1024 * 1024)
 /* Plaintext coalesced into one record: TLS's maximum record payload. */
 #define STAGE_BYTES 16384
 
@@ -214,6 +217,11 @@ int tls_init(const struct rc_config *cfg)
         return -1;
     }
     atomic_store(&current, ctx);
+    /* Each TLS send allocates its ciphertext buffer (up to about 70 KiB) and frees it when the
+     * connection goes idle. glibc gives a worker arena's free top back to the kernel above
+     * 128 KiB by default, so a busy worker faulted fresh pages in for every batch; keep up to
+     * this much instead (the periodic malloc_trim after bursts still returns it, worker.c). */
+    mallopt(M_TRIM_THRESHOLD, TLS_TRIM_THRESHOLD);
     describe(ctx, what, sizeof(what));
     log_info("TLS: serving %s (%s)", cfg->tls_cert, what);
     return 0;
