@@ -154,6 +154,11 @@ static const struct opt opts[] = {
     {"per-ip-table-size", OPT_UINT, OFF(per_ip_table_size), 256, 16777216, "entries",
      "addresses the per-IP limits track at once (32 B each); a new address beyond it gets 503",
      false},
+    {"tls-cert", OPT_PATH, OFF(tls_cert), 0, 0, "path",
+     "PEM certificate chain: the port speaks only TLS (wss://, https://); SIGHUP reloads it",
+     false},
+    {"tls-key", OPT_PATH, OFF(tls_key), 0, 0, "path",
+     "PEM private key of tls-cert (read at startup and on SIGHUP)", false},
     {"log-level", OPT_LEVEL, OFF(log_level), 0, 0, "level", "debug, info, warn or error", true},
     {"log-file", OPT_PATH, OFF(log_file), 0, 0, "path",
      "append the log to this file instead of stderr (SIGHUP reopens it)", false},
@@ -544,6 +549,11 @@ static int check_combined(struct rc_config *c)
                   origins[mm], 2 * (unsigned long long)c->max_message_bytes);
         return -1;
     }
+    if (!c->tls_cert[0] != !c->tls_key[0]) {
+        cfg_error("tls-cert and tls-key go together: %s is set, %s is not",
+                  c->tls_cert[0] ? "tls-cert" : "tls-key", c->tls_cert[0] ? "tls-key" : "tls-cert");
+        return -1;
+    }
     return 0;
 }
 
@@ -718,10 +728,11 @@ void config_log(const struct rc_config *c)
 {
     log_info("config: bind=%s port=%u threads=%u max-connections=%u max-message-bytes=%u "
              "max-subscriptions=%u max-queue-bytes=%llu rate-limit=%u/s burst=%u heartbeat=%us "
-             "heartbeat-timeout=%us handshake-timeout=%us drain-timeout=%us%s%s%s%s",
+             "heartbeat-timeout=%us handshake-timeout=%us drain-timeout=%us%s%s%s%s%s%s",
              c->bind, c->port, c->threads, c->max_connections, c->max_message_bytes,
              c->max_subscriptions, (unsigned long long)c->max_queue_bytes, c->rate_limit,
              c->rate_burst, c->heartbeat_s, c->heartbeat_timeout_s, c->handshake_timeout_s,
              c->drain_timeout_s, c->config_file[0] ? " file=" : "", c->config_file,
-             c->log_file[0] ? " log-file=" : "", c->log_file);
+             c->log_file[0] ? " log-file=" : "", c->log_file, c->tls_cert[0] ? " tls-cert=" : "",
+             c->tls_cert);
 }

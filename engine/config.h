@@ -45,6 +45,8 @@ struct rc_config {
     unsigned max_connections_per_ip; /* 0 = off */
     unsigned max_new_connections_per_ip_per_s; /* 0 = off */
     unsigned per_ip_table_size;                /* entries of the per-IP table */
+    char tls_cert[256];                        /* PEM chain: wss:// and https:// (tls.h) */
+    char tls_key[256];                         /* PEM private key of tls_cert */
     unsigned history_size;                     /* events kept per room (history.h); 0 = none */
     unsigned history_ttl;                      /* seconds an event is kept; 0 = until pushed out */
     enum log_level log_level;

@@ -22,6 +22,7 @@
 #include "listen.h"
 #include "proto/http.h"
 #include "sendq.h"
+#include "tls.h"
 #include "worker.h"
 
 #define TICKS(ms) (((uint64_t)(ms) + WORKER_TICK_MS - 1) / WORKER_TICK_MS)
@@ -83,6 +84,7 @@ static void conn_free(struct conn *c)
     if (c->pong)
         frame_release(c->pong);
     auth_grant_free(c->grant);
+    tls_session_free(c->tls);
     close(c->fd);
     w->slots[c->slot] = NULL;
     w->free_slots[w->nfree++] = c->slot;
@@ -243,6 +245,10 @@ void conn_accept(struct worker *w, int fd)
         return;
     }
     struct conn *c = calloc(1, sizeof(*c));
+    if (c && tls_enabled() && !(c->tls = tls_session_new(NULL))) {
+        free(c);
+        c = NULL;
+    }
     if (!c) {
         atomic_fetch_sub_explicit(&w->eng->npending, 1, memory_order_relaxed);
         w->m.alloc_failures++;
@@ -290,6 +296,14 @@ static void maybe_finish(struct conn *c)
 {
     if (c->state != CONN_CLOSING || !(c->flags & CONN_CLOSE_SENT) || !sendq_empty(c))
         return;
+    if (c->tls && !(c->flags & CONN_TLS_FAILED) && !tls_close_notify_sent(c->tls)) {
+        /* TLS: our close_notify goes before the FIN (the peer's is not waited for). */
+        tls_close_notify(c->tls);
+        if (tls_out_pending(c->tls)) {
+            sendq_kick(c);
+            return;
+        }
+    }
     if (c->flags & CONN_PEER_CLOSED) {
         conn_abort(c);
         return;
@@ -604,6 +618,106 @@ static void on_data(struct conn *c, uint8_t *data, size_t len)
     xgrow(c, &c->in, need);
 }
 
+/* The peer finished its side (a half-close, or a close frame with the FIN; over TLS, its
+ * close_notify). What is queued for it (replies, an HTTP error, our close echo) still goes out,
+ * within the close wait; then maybe_finish closes. With nothing queued or pending there is
+ * nobody to answer. */
+static void peer_fin(struct conn *c)
+{
+    c->flags |= CONN_PEER_CLOSED;
+    if (c->flags & (CONN_CLOSE_REQ | CONN_ABORT_REQ))
+        ; /* the reaper queues the close; maybe_finish ends it once sent */
+    else if (sendq_empty(c) || c->state == CONN_HANDSHAKE)
+        conn_abort(c);
+    else if (c->state == CONN_OPEN || c->state == CONN_HTTP)
+        conn_close(c, 0, NULL); /* flush, no close frame: the peer is not reading */
+}
+
+/* ---- TLS input (tls.h) ---- */
+
+/* TLS failures a client can cause at will: one line per second per kind for the process. */
+static struct log_limit lim_tls_plain, lim_tls_fail, lim_tls_timeout, lim_tls_cut, lim_tls_err;
+
+static void tls_log(struct conn *c, struct log_limit *l, const char *what, const char *why)
+{
+    if (log_min_level > LOG_LVL_INFO)
+        return;
+    char peer[96];
+    conn_peer_format(c, peer, sizeof(peer));
+    log_limited(l, LOG_LVL_INFO, "%s: %s%s%s", peer, what, why ? ": " : "", why ? why : "");
+}
+
+/* The session failed: one log line; a handshake's alert is sent before our FIN, an open
+ * connection is dropped (its stream can no longer be trusted). */
+static void tls_fail(struct conn *c)
+{
+    const char *why = tls_error(c->tls);
+    c->flags |= CONN_TLS_FAILED;
+    if (tls_established(c->tls)) {
+        tls_log(c, &lim_tls_err, "TLS error, closing", why);
+        conn_abort(c);
+        return;
+    }
+    c->w->m.handshake_errors++;
+    pending_done(c);
+    if (strstr(why, "http request")) {
+        /* A cleartext HTTP client: tell it in its own language, once, before the FIN (a fresh
+         * socket's send buffer takes these bytes at once; the loop's sends are all TLS). */
+        static const char msg[] = "HTTP/1.1 400 Bad Request\r\nContent-Type: text/plain\r\n"
+                                  "Content-Length: 45\r\nConnection: close\r\n\r\n"
+                                  "this port speaks TLS: use https:// or wss://\n";
+        tls_log(c, &lim_tls_plain, "plaintext HTTP sent to the TLS port: answered 400", NULL);
+        (void)!send(c->fd, msg, sizeof(msg) - 1, MSG_NOSIGNAL | MSG_DONTWAIT);
+        conn_abort(c);
+        return;
+    }
+    tls_log(c, &lim_tls_fail, "TLS handshake failed", why);
+    if (!tls_out_pending(c->tls)) {
+        conn_abort(c);
+        return;
+    }
+    closing(c); /* the alert, then our FIN (maybe_finish), within the close wait */
+}
+
+/* Ciphertext from a recv: the handshake advances, plaintext goes to the same parser as a
+ * cleartext connection's bytes. The read BIO is always drained, so it holds at most one
+ * partial record whatever the peer sends. */
+static void on_tls_data(struct conn *c, uint8_t *data, size_t len)
+{
+    static __thread uint8_t plain[16384];
+    struct tls_session *t = c->tls;
+    if (c->flags & (CONN_TLS_FAILED | CONN_ABORT_REQ))
+        return;
+    c->flags |= CONN_TLS_HELLO;
+    bool was_open = tls_established(t);
+    if (!tls_feed(t, data, len)) {
+        c->w->m.alloc_failures++;
+        connlog(c, LOG_LVL_ERROR, "out of memory for TLS input, closing");
+        conn_abort(c);
+        return;
+    }
+    for (;;) {
+        int n = tls_read(t, plain, sizeof(plain));
+        if (!was_open && tls_established(t)) {
+            was_open = true;
+            conn_debug(c, "TLS %s established", tls_version(t));
+        }
+        if (n > 0) {
+            on_data(c, plain, (size_t)n);
+            if (c->state == CONN_CLOSED || (c->flags & CONN_ABORT_REQ))
+                break;
+            continue;
+        }
+        if (n == TLS_EOF)
+            peer_fin(c);
+        else if (n == TLS_FAIL)
+            tls_fail(c);
+        break;
+    }
+    if (tls_out_pending(t)) /* handshake replies, tickets, alerts */
+        sendq_kick(c);
+}
+
 void conn_on_recv(struct conn *c, int res, unsigned cqe_flags)
 {
     struct worker *w = c->w;
@@ -616,23 +730,20 @@ void conn_on_recv(struct conn *c, int res, unsigned cqe_flags)
         unsigned bid = cqe_flags >> IORING_CQE_BUFFER_SHIFT;
         if (res > 0)
             w->m.bytes_in += (uint64_t)res;
-        if (res > 0 && c->state != CONN_CLOSED)
-            on_data(c, worker_buf(w, bid), (size_t)res);
+        if (res > 0 && c->state != CONN_CLOSED) {
+            if (c->tls)
+                on_tls_data(c, worker_buf(w, bid), (size_t)res);
+            else
+                on_data(c, worker_buf(w, bid), (size_t)res);
+        }
         worker_buf_return(w, bid);
     }
     if (c->state != CONN_CLOSED) {
         if (res == 0) {
-            /* The peer finished its side (a half-close, or a close frame with the FIN). What
-             * is queued for it (replies, an HTTP error, our close echo) still goes out, within
-             * the close wait; then maybe_finish closes. With nothing queued or pending there
-             * is nobody to answer. */
-            c->flags |= CONN_PEER_CLOSED;
-            if (c->flags & (CONN_CLOSE_REQ | CONN_ABORT_REQ))
-                ; /* the reaper queues the close; maybe_finish ends it once sent */
-            else if (sendq_empty(c) || c->state == CONN_HANDSHAKE)
-                conn_abort(c);
-            else if (c->state == CONN_OPEN || c->state == CONN_HTTP)
-                conn_close(c, 0, NULL); /* flush, no close frame: the peer is not reading */
+            if (c->tls && c->state == CONN_HANDSHAKE && (c->flags & CONN_TLS_HELLO) &&
+                !(c->flags & CONN_TLS_FAILED) && !tls_established(c->tls))
+                tls_log(c, &lim_tls_cut, "TLS handshake truncated: the peer closed", NULL);
+            peer_fin(c);
         } else if (res < 0 && res != -ENOBUFS) {
             if (res != -ECONNRESET)
                 log_debug("recv failed: %s", strerror(-res));
@@ -663,7 +774,12 @@ void conn_on_timer(struct tw_entry *e, void *arg)
     const struct rc_config *cfg = w->cfg;
     switch (c->state) {
     case CONN_HANDSHAKE:
-        if (c->in.len) {
+        if (c->tls && !tls_established(c->tls)) {
+            char why[64];
+            snprintf(why, sizeof(why), "not completed in %us", cfg->handshake_timeout_s);
+            tls_log(c, &lim_tls_timeout, "TLS handshake timed out", why);
+            conn_abort(c);
+        } else if (c->in.len) {
             http_error(c, 408, "upgrade request not completed in time");
         } else {
             conn_abort(c);

@@ -33,6 +33,7 @@ struct member;
 struct outq;
 struct frame;
 struct auth_grant;
+struct tls_session;
 
 enum conn_state {
     CONN_HANDSHAKE = 0, /* reading the HTTP upgrade request */
@@ -43,22 +44,24 @@ enum conn_state {
 };
 
 /* flags */
-#define CONN_RECV_ARMED  0x01   /* a multishot recv is armed */
-#define CONN_SEND_BUSY   0x02   /* a sendmsg is in flight */
-#define CONN_DIRTY       0x04   /* on the worker's dirty list */
-#define CONN_PING_OUT    0x08   /* heartbeat ping sent, waiting for any traffic */
-#define CONN_CLOSE_SENT  0x10   /* a close frame is queued: queue nothing after it */
-#define CONN_PEER_CLOSED 0x20   /* the peer's close frame arrived */
-#define CONN_REARM       0x40   /* on the worker's re-arm list */
-#define CONN_COUNTED     0x80   /* holds one of eng->nconns */
-#define CONN_SHUT_WR     0x100  /* our side of the TCP stream is finished */
-#define CONN_CLOSE_REQ   0x200  /* conn_close was called: the reaper queues the close frame */
-#define CONN_ABORT_REQ   0x400  /* conn_abort was called: the reaper shuts the socket down */
-#define CONN_REAP        0x800  /* on the worker's reap list */
-#define CONN_SLOW        0x1000 /* slow consumer: the reaper drops the queue before closing */
-#define CONN_PENDING     0x2000 /* holds one of eng->npending (upgrade not finished) */
-#define CONN_HTTP_API    0x4000 /* an HTTP API connection (CONN_HTTP, or closing after it) */
-#define CONN_IP_COUNTED  0x8000 /* holds a place in the per-IP table (edge.h) */
+#define CONN_RECV_ARMED  0x01    /* a multishot recv is armed */
+#define CONN_SEND_BUSY   0x02    /* a sendmsg is in flight */
+#define CONN_DIRTY       0x04    /* on the worker's dirty list */
+#define CONN_PING_OUT    0x08    /* heartbeat ping sent, waiting for any traffic */
+#define CONN_CLOSE_SENT  0x10    /* a close frame is queued: queue nothing after it */
+#define CONN_PEER_CLOSED 0x20    /* the peer's close frame arrived */
+#define CONN_REARM       0x40    /* on the worker's re-arm list */
+#define CONN_COUNTED     0x80    /* holds one of eng->nconns */
+#define CONN_SHUT_WR     0x100   /* our side of the TCP stream is finished */
+#define CONN_CLOSE_REQ   0x200   /* conn_close was called: the reaper queues the close frame */
+#define CONN_ABORT_REQ   0x400   /* conn_abort was called: the reaper shuts the socket down */
+#define CONN_REAP        0x800   /* on the worker's reap list */
+#define CONN_SLOW        0x1000  /* slow consumer: the reaper drops the queue before closing */
+#define CONN_PENDING     0x2000  /* holds one of eng->npending (upgrade not finished) */
+#define CONN_HTTP_API    0x4000  /* an HTTP API connection (CONN_HTTP, or closing after it) */
+#define CONN_IP_COUNTED  0x8000  /* holds a place in the per-IP table (edge.h) */
+#define CONN_TLS_FAILED  0x10000 /* the TLS session failed: its input is ignored */
+#define CONN_TLS_HELLO   0x20000 /* TLS: ciphertext has arrived (a handshake was begun) */
 
 struct growbuf {
     uint8_t *p;
@@ -96,6 +99,7 @@ struct conn {
     struct tw_entry timer;
     struct auth_grant *grant; /* the token's permissions (auth.h); NULL: unrestricted */
     uint32_t ip_slot;         /* per-IP table entry while CONN_IP_COUNTED (edge.h) */
+    struct tls_session *tls;  /* NULL: cleartext; otherwise every byte goes through it (tls.h) */
 };
 
 /* Takes over an accepted socket: allocates the connection, arms its recv and the handshake

@@ -6,7 +6,8 @@
  * workers never see a signal. Every signal becomes a MSG_RING to each worker from a tiny ring
  * of the main thread's own, so no thread ever reads or writes another's state:
  *   SIGTERM, SIGINT  graceful shutdown (UD_SHUTDOWN); a second one during the drain exits now;
- *   SIGHUP           reopens --log-file and reloads the run-time options (UD_RELOAD hands each
+ *   SIGHUP           reopens --log-file, reloads the TLS certificate (tls.h) and the run-time
+ *                    options (UD_RELOAD hands each
  *                    worker a pointer to the new configuration, which stays valid until exit);
  *   SIGUSR1          each worker logs a one-line status (UD_STATUS).
  */
@@ -24,6 +25,7 @@
 
 #include "auth.h"
 #include "config.h"
+#include "tls.h"
 #include "edge.h"
 #include "defaults.h"
 #include "listen.h"
@@ -140,6 +142,9 @@ static const struct rc_config *reload(struct io_uring *ring, struct engine *eng,
             log_error("cannot reopen log file %s: %s (still logging to the old one)", cur->log_file,
                       strerror(-r));
     }
+    /* The certificate is read again whatever else changed: a renewed one replaces the files
+     * under the same names. */
+    tls_reload(cur);
     struct cfg_gen *g = malloc(sizeof(*g));
     if (!g) {
         log_error("reload: out of memory");
@@ -194,7 +199,7 @@ int main(int argc, char **argv)
     signal(SIGPIPE, SIG_IGN);
 
     raise_fd_limit(&cfg);
-    if (auth_init(&cfg) != 0 || edge_init(&cfg) != 0)
+    if (auth_init(&cfg) != 0 || edge_init(&cfg) != 0 || tls_init(&cfg) != 0)
         return 2;
 
     /* OpenSSL loads and initializes its providers on the first digest: do it now, so the first
@@ -327,6 +332,7 @@ int main(int argc, char **argv)
     edge_log_totals();
     auth_shutdown();
     edge_shutdown();
+    tls_shutdown();
     io_uring_queue_exit(&main_ring);
     pthread_cond_destroy(&eng.cond);
     pthread_mutex_destroy(&eng.lock);

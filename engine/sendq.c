@@ -11,6 +11,7 @@
 #include "frame.h"
 #include "log.h"
 #include "proto/ws_frame.h"
+#include "tls.h"
 #include "worker.h"
 
 /* malloc's per-allocation overhead on glibc (a size word, 16-byte granularity). */
@@ -76,7 +77,7 @@ void sendq_pool_free(struct worker *w)
 
 bool sendq_empty(const struct conn *c)
 {
-    return !c->oq;
+    return !c->oq && !(c->tls && tls_out_pending(c->tls));
 }
 
 static void mark_dirty(struct conn *c)
@@ -172,6 +173,8 @@ static bool push_checked(struct conn *c, struct frame *e, bool force)
         return false;
     }
     uint64_t mem = c->oq ? c->oq->mem : 0;
+    if (c->tls) /* ciphertext waiting for the kernel pins memory like the frames it came from */
+        mem += tls_out_mem(c->tls);
     if (!force && mem + sendq_frame_cost(f) > c->w->cfg->max_queue_bytes) {
         slow_consumer(c, f, "queue over its cap");
         frame_release(f);
@@ -259,9 +262,67 @@ bool sendq_replace(struct conn *c, uint64_t pos, struct frame *old, struct frame
     return true;
 }
 
+/* TLS: encrypts the entries before the first held one, up to TLS_SEND_BATCH plaintext bytes,
+ * releasing each frame once the session has it (q->off: bytes of f[head] already encrypted),
+ * then sends the session's ciphertext (handshake output too) from its buffer. */
+static bool submit_send_tls(struct conn *c)
+{
+    struct tls_session *t = c->tls;
+    struct outq *q = c->oq;
+    if (q && tls_established(t) && tls_out_pending(t) < TLS_SEND_BATCH) {
+        size_t budget = TLS_SEND_BATCH;
+        bool ok = tls_write_begin(t, q->bytes < budget ? q->bytes : budget);
+        while (ok && budget && q->head < q->tail && !is_held(q->f[q->head])) {
+            struct frame *f = q->f[q->head];
+            size_t n = f->len - q->off;
+            if (n > budget)
+                n = budget;
+            if (!(ok = tls_write(t, f->data + q->off, n)))
+                break;
+            budget -= n;
+            q->bytes -= n;
+            q->off += (uint32_t)n;
+            if (q->off < f->len)
+                break;
+            q->off = 0;
+            q->head++;
+            q->popped++;
+            q->mem -= sendq_frame_cost(f);
+            frame_release(f);
+        }
+        if (!tls_write_end(t) || !ok) {
+            connlog(c, LOG_LVL_INFO, "TLS: cannot encrypt: %s", tls_error(t));
+            conn_abort(c);
+            return false;
+        }
+        if (q->head == q->tail) {
+            oq_put(c->w, q);
+            c->oq = NULL;
+        }
+    }
+    size_t len;
+    const uint8_t *p = tls_out_take(t, &len);
+    if (!p) {
+        if (tls_out_pending(t)) { /* no memory for the ciphertext: this connection pays */
+            c->w->m.alloc_failures++;
+            conn_abort(c);
+        }
+        return false;
+    }
+    struct io_uring_sqe *sqe = worker_sqe(c->w);
+    io_uring_prep_send(sqe, c->fd, p, len, MSG_NOSIGNAL);
+    io_uring_sqe_set_data64(sqe, ud_make(c, UD_SEND));
+    c->flags |= CONN_SEND_BUSY;
+    c->ops++;
+    c->w->m.sends++;
+    return true;
+}
+
 /* Sends the entries before the first held one (at most OUTQ_IOV); false if there are none. */
 static bool submit_send(struct conn *c)
 {
+    if (c->tls)
+        return submit_send_tls(c);
     struct outq *q = c->oq;
     uint32_t n = 0;
     while (n < OUTQ_IOV && q->head + n < q->tail && !is_held(q->f[q->head + n])) {
@@ -295,11 +356,17 @@ void sendq_flush(struct worker *w)
     while (c) {
         struct conn *next = c->dirty_next;
         c->flags &= ~CONN_DIRTY;
-        if (!(c->flags & CONN_SEND_BUSY) && c->oq && c->state != CONN_CLOSED)
+        if (!(c->flags & CONN_SEND_BUSY) && (c->oq || c->tls) && c->state != CONN_CLOSED)
             submit_send(c);
         conn_put(c);
         c = next;
     }
+}
+
+void sendq_kick(struct conn *c)
+{
+    if (c->state != CONN_CLOSED)
+        mark_dirty(c);
 }
 
 void sendq_on_complete(struct conn *c, int res)
@@ -309,10 +376,22 @@ void sendq_on_complete(struct conn *c, int res)
     if (res < 0) {
         /* The peer is gone (EPIPE, ECONNRESET) or we shut the socket down: the frames in
          * flight will never go, so they are released with the rest. */
-        q->inflight = 0;
+        if (q)
+            q->inflight = 0;
         if (res != -EPIPE && res != -ECONNRESET && res != -ECANCELED)
             log_debug("send failed: %s", strerror(-res));
         conn_abort(c);
+        conn_put(c);
+        return;
+    }
+    if (c->tls) { /* the bytes were ciphertext: the frames left the queue when encrypted */
+        tls_out_sent(c->tls, (size_t)res);
+        c->w->m.bytes_out += (size_t)res;
+        if (c->state != CONN_CLOSED && (tls_out_pending(c->tls) || c->oq))
+            mark_dirty(c);
+        else
+            tls_out_idle(c->tls); /* idle: no ciphertext buffer kept */
+        conn_on_send_done(c);
         conn_put(c);
         return;
     }

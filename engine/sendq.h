@@ -23,6 +23,10 @@
  * worker's reaper (conn.h, "Lifetimes") drops what the kernel does not have yet and closes it
  * with 4008 once the current completion is handled. A push never frees or closes anything.
  *
+ * TLS (tls.h): the queue holds the same plaintext frames; a send encrypts a bounded batch of
+ * them into the session's ciphertext buffer, releases them, and sends that buffer. The buffer
+ * counts against max_queue_bytes with the frames, so a TLS slow consumer is closed the same way.
+ *
  * Memory: the queue block (msghdr, iovecs, the first pointers) exists only while something is
  * queued or in flight; idle connections hold none. Blocks are recycled through a small
  * per-worker pool.
@@ -93,6 +97,9 @@ bool sendq_replace(struct conn *c, uint64_t pos, struct frame *old, struct frame
 uint64_t sendq_next_pos(const struct conn *c);
 /* Submits one sendmsg for every dirty connection that has none in flight. */
 void sendq_flush(struct worker *w);
+/* Puts c on the dirty list so the next flush sends what it has (TLS: output the session made
+ * outside the send path, such as handshake replies and close_notify). */
+void sendq_kick(struct conn *c);
 /* A send completion: releases what was sent, queues the rest for the next flush. */
 void sendq_on_complete(struct conn *c, int res);
 /* Drops every queued frame the kernel has not started on (the connection is going away): the

@@ -19,7 +19,10 @@ if (!url || !room) {
 }
 
 const sessionSrc = fs.readFileSync(path.join(__dirname, 'browser_session.js'), 'utf8');
-const chromium = launchChromium('ringcast-chromium-');
+// CHROMIUM_ARGS: extra browser flags, space-separated (the wss:// test passes the test
+// certificate's --ignore-certificate-errors-spki-list).
+const chromium = launchChromium('ringcast-chromium-',
+  (process.env.CHROMIUM_ARGS || '').split(' ').filter(Boolean));
 
 async function main() {
   const { ws, send } = await chromium.connect();
