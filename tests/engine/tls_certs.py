@@ -21,6 +21,7 @@ class CertAuthority:
 
     def __init__(self, d):
         self.dir = str(d)
+        os.makedirs(self.dir, exist_ok=True)
         self.pem = os.path.join(self.dir, "ca.pem")
         self.key = os.path.join(self.dir, "ca.key")
         self.serial = 1
@@ -30,15 +31,15 @@ class CertAuthority:
                  "-addext", "basicConstraints=critical,CA:TRUE",
                  "-addext", "keyUsage=critical,keyCertSign,cRLSign", cwd=self.dir)
 
-    def issue(self, name, cn="localhost", keytype="ec"):
-        """Writes NAME.pem (certificate) and NAME.key for 127.0.0.1 / localhost; returns both
-        paths."""
+    def issue(self, name, cn="localhost", keytype="ec", san="IP:127.0.0.1,DNS:localhost"):
+        """Writes NAME.pem (certificate) and NAME.key for the subjectAltName san (by default
+        127.0.0.1 and localhost); returns both paths."""
         cert = os.path.join(self.dir, name + ".pem")
         key = os.path.join(self.dir, name + ".key")
         csr = os.path.join(self.dir, name + ".csr")
         ext = os.path.join(self.dir, name + ".ext")
         with open(ext, "w") as f:
-            f.write("subjectAltName=IP:127.0.0.1,DNS:localhost\n"
+            f.write("subjectAltName=" + san + "\n"
                     "basicConstraints=critical,CA:FALSE\n"
                     "keyUsage=critical,digitalSignature\n"
                     "extendedKeyUsage=serverAuth\n")

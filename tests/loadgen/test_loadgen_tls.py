@@ -1,8 +1,8 @@
-"""ringcast-load over wss:// against the real engine behind tls_front.py (a TLS terminator):
-the per-recipient checks hold exactly over TLS, with --ca, with --tls-insecure and with
+"""ringcast-load over wss:// against the real engine's own TLS (--tls-cert/--tls-key): the
+per-recipient checks hold exactly over TLS, with --ca, with --tls-insecure and with
 --publish-via http; 250 handshakes run at once; every TLS failure (a CA that did not sign the
 server's certificate, a certificate for another name, a server that closes mid-handshake, a
-cleartext port) fails the run with exit 2 and says why, never a PASS."""
+cleartext port; the server-side faults come from tls_front.py, a TLS terminator) fails the run with exit 2 and says why, never a PASS."""
 import json
 import os
 import sys
@@ -31,10 +31,12 @@ def eng():
 
 
 @pytest.fixture
-def front(eng, pki):
-    f = TlsFront(pki, eng.port)
-    yield f
-    f.stop()
+def front(pki):
+    """The engine serving wss:// itself."""
+    e = Engine(["--threads", "2", "--api-key", KEY, "--rate-limit", "0",
+                "--tls-cert", pki["cert"], "--tls-key", pki["key"]])
+    yield e
+    e.check_clean_exit()
 
 
 def lg(tmp_path, url, *extra, conns=20, rooms=10, timeout=90):
@@ -100,15 +102,15 @@ def test_wss_no_ca_uses_system_store_and_fails(tmp_path, front):
     failed_clearly(r, j, "certificate verify failed")
 
 
-def test_wss_certificate_for_another_name_fails(tmp_path, eng, pki):
-    f = TlsFront(pki, eng.port, cert="elsewhere_cert", key="elsewhere_key")
+def test_wss_certificate_for_another_name_fails(tmp_path, pki):
+    f = Engine(["--tls-cert", pki["elsewhere_cert"], "--tls-key", pki["elsewhere_key"]])
     try:
         r, j = lg(tmp_path, "wss://localhost:%d/ws" % f.port, "--ca", pki["ca"])
         failed_clearly(r, j, "certificate verify failed: hostname mismatch")
         r, j = lg(tmp_path, "wss://127.0.0.1:%d/ws" % f.port, "--ca", pki["ca"])
         failed_clearly(r, j, "certificate verify failed: IP address mismatch")
     finally:
-        f.stop()
+        f.check_clean_exit()
 
 
 def test_wss_server_closes_mid_handshake(tmp_path):

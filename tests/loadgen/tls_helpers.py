@@ -1,52 +1,28 @@
 """wss:// test fixtures, for tests/loadgen and tests/clients: a throwaway PKI made with the
-openssl CLI (a test CA, a server certificate for localhost and 127.0.0.1, and a second CA that
+openssl CLI by tests/engine/tls_certs.py (a test CA, a server certificate for localhost and 127.0.0.1, and a second CA that
 signed nothing), and tls_front.py, a TLS terminator in front of the real cleartext engine."""
 import os
-import subprocess
 import sys
 
 from lg_helpers import start_server, stop_server
 
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "engine"))
+from tls_certs import CertAuthority  # noqa: E402
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 TLS_FRONT = os.path.join(HERE, "tls_front.py")
-
-
-def _ossl(*args, cwd):
-    subprocess.run(["openssl", *args], cwd=cwd, check=True, capture_output=True, timeout=30)
-
-
-def _ca(d, name):
-    _ossl("req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
-          "-keyout", name + ".key", "-out", name + ".pem", "-days", "2",
-          "-subj", "/CN=ringcast test " + name,
-          "-addext", "basicConstraints=critical,CA:TRUE",
-          "-addext", "keyUsage=critical,keyCertSign,cRLSign", cwd=d)
-
-
-def _leaf(d, name, san):
-    with open(os.path.join(d, name + ".ext"), "w") as f:
-        f.write("subjectAltName=%s\nbasicConstraints=CA:FALSE\n"
-                "keyUsage=critical,digitalSignature\nextendedKeyUsage=serverAuth\n" % san)
-    _ossl("req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
-          "-keyout", name + ".key", "-out", name + ".csr", "-subj", "/CN=" + name, cwd=d)
-    _ossl("x509", "-req", "-in", name + ".csr", "-CA", "ca.pem", "-CAkey", "ca.key",
-          "-CAcreateserial", "-out", name + ".pem", "-days", "2", "-extfile", name + ".ext",
-          cwd=d)
 
 
 def make_pki(d):
     """Under d: ca.pem (the test CA), other_ca.pem (a CA that signed nothing here), server.pem
     and server.key (for localhost and 127.0.0.1, signed by ca), elsewhere.pem and elsewhere.key
     (signed by ca, but for elsewhere.test only). Returns a dict of the paths."""
-    d = str(d)
-    _ca(d, "ca")
-    _ca(d, "other_ca")
-    _leaf(d, "server", "DNS:localhost,IP:127.0.0.1")
-    _leaf(d, "elsewhere", "DNS:elsewhere.test")
-    return {k: os.path.join(d, v) for k, v in
-            (("ca", "ca.pem"), ("other_ca", "other_ca.pem"), ("cert", "server.pem"),
-             ("key", "server.key"), ("elsewhere_cert", "elsewhere.pem"),
-             ("elsewhere_key", "elsewhere.key"))}
+    ca = CertAuthority(d)
+    other = CertAuthority(os.path.join(str(d), "other"))
+    cert, key = ca.issue("server")
+    ecert, ekey = ca.issue("elsewhere", cn="elsewhere", san="DNS:elsewhere.test")
+    return {"ca": ca.pem, "other_ca": other.pem, "cert": cert, "key": key,
+            "elsewhere_cert": ecert, "elsewhere_key": ekey}
 
 
 class TlsFront:
