@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "cluster.h"
 #include "conn.h"
 #include "dispatch.h"
 #include "frame.h"
@@ -102,6 +103,8 @@ static void reply_oom(struct conn *c, struct span id)
  * list instead (history.h). */
 void bc_room_release(struct worker *w, struct room *r)
 {
+    if (w->eng->cluster && r->is_home)
+        cluster_home_check(w, r); /* may drop the history: it is Redis's, kept while subscribed */
     if (r->nlocal || r->count_dirty || r->has_waiters)
         return;
     if (!r->is_home) {
@@ -225,6 +228,17 @@ static bool hold_reply(struct conn *c, struct member *m, struct frame *reply, st
     return true;
 }
 
+bool bc_hold_reply(struct conn *c, struct member *m, struct frame *reply, struct span id,
+                   bool since)
+{
+    return hold_reply(c, m, reply, id, since);
+}
+
+void bc_release_member(struct worker *w, struct member *m, uint64_t epoch, bool recovered)
+{
+    release_member(w, m, epoch, recovered);
+}
+
 /* On the home: answers a new member m of r and queues the replay it asked for, all before any
  * live event can reach it (this is one call on the only thread that sequences r). */
 static void subscribe_home(struct conn *c, struct room *r, struct frame *reply,
@@ -320,6 +334,8 @@ void bc_subscribe(struct conn *c, struct span name, struct span id, const struct
     m->presence = o->presence;
     if (is_home) {
         room_idle_del(&w->rooms, r);
+        if (w->eng->cluster && cluster_home_subscribe(c, r, m, reply, o, id))
+            return;
         subscribe_home(c, r, reply, o, id);
         return;
     }
@@ -520,7 +536,8 @@ void bc_publish(struct conn *c, struct span name, struct span event, struct span
     }
     uint32_t hash = room_hash(name.base, name.len);
     unsigned home = room_home(hash, w->eng->nworkers);
-    if (home == w->id) {
+    bool cluster = w->eng->cluster && !cluster_local_room(name);
+    if (home == w->id && !cluster) {
         uint64_t seq, epoch;
         struct room *r;
         int64_t subs = home_publish(w, name, hash, event, payload, w->mono_ns, &seq, &epoch, &r);
@@ -536,7 +553,11 @@ void bc_publish(struct conn *c, struct span name, struct span event, struct span
             room_maybe_free(w, r);
         return;
     }
-    if (!worker_link_open(w, home)) {
+    if (cluster && !cluster_can_publish(w)) {
+        reply_error(c, "UNAVAILABLE", "the cluster bus (Redis) is unavailable: retry later", id);
+        return;
+    }
+    if (!cluster && !worker_link_open(w, home)) {
         w->m.overloaded++;
         reply_error(c, "OVERLOADED", "the room's worker is overloaded: retry later", id);
         return;
@@ -574,7 +595,65 @@ void bc_publish(struct conn *c, struct span name, struct span event, struct span
         memcpy(p + event.len, payload.base, payload.len);
     if (id.len) /* a publish without an id has a NULL span: memcpy(NULL, 0) is UB */
         memcpy(p + event.len + payload.len, id.base, id.len);
-    post_xmsg(w, home, m);
+    if (cluster)
+        cluster_submit(w, m);
+    else
+        post_xmsg(w, home, m);
+}
+
+/* ---- cluster mode (cluster.h) ---- */
+
+bool bc_home_deliver(struct worker *w, struct room *r, struct span event, struct span payload,
+                     int64_t unix_ms, uint64_t seq)
+{
+    bool remote = r->mask != 0;
+    struct frame *f = frame_alloc(EVENT_OVERHEAD + event.len + r->esc_len + payload.len,
+                                  remote ? r->name_len : 0);
+    if (!f) {
+        w->m.alloc_failures++;
+        return false;
+    }
+    r->seq = seq;
+    struct jw jw;
+    frame_writer(f, &jw);
+    env_write_event(&jw, event, room_name_escaped(r), payload, unix_ms, seq);
+    frame_finish(f, WS_OP_TEXT, jw.len);
+    history_record(w, r, f, seq);
+    if (remote) {
+        char *room_copy = (char *)f->data + f->len;
+        memcpy(room_copy, r->name, r->name_len);
+        f->room = (struct span){room_copy, r->name_len};
+        f->room_hash = r->hash;
+        for (uint64_t mask = r->mask; mask; mask &= mask - 1) {
+            unsigned t = (unsigned)__builtin_ctzll(mask);
+            frame_ref(f, 1);
+            if (!worker_post_try(w, t, f, UD_XFRAME)) {
+                frame_release(f);
+                frame_dropped(w, t);
+            }
+        }
+    }
+    deliver_local(w, r, f);
+    frame_release(f);
+    history_wake(w, r);
+    return true;
+}
+
+void bc_room_lost(struct worker *w, struct room *r, const char *why)
+{
+    for (struct member *m = r->members; m; m = m->rnext)
+        conn_close(m->conn, WS_CLOSE_TRY_AGAIN, why);
+    if (!r->is_home)
+        return;
+    for (uint64_t mask = r->mask; mask; mask &= mask - 1) {
+        struct xmsg *x = xmsg_new(w, XM_CL_LOST, room_name(r), 0);
+        if (!x) {
+            w->m.alloc_failures++;
+            continue;
+        }
+        x->room_hash = r->hash;
+        post_xmsg(w, (unsigned)__builtin_ctzll(mask), x);
+    }
 }
 
 /* ---- HTTP API publishes ---- */
@@ -594,7 +673,10 @@ enum bc_http_res bc_publish_http(struct worker *w, struct span name, struct span
 {
     uint32_t hash = room_hash(name.base, name.len);
     unsigned home = room_home(hash, w->eng->nworkers);
-    if (home == w->id) {
+    bool cluster = w->eng->cluster && !cluster_local_room(name);
+    if (cluster && !cluster_can_publish(w))
+        return BC_HTTP_UNAVAILABLE;
+    if (home == w->id && !cluster) {
         struct room *r;
         uint64_t epoch;
         int64_t subs = home_publish(w, name, hash, event, payload, w->mono_ns, seq, &epoch, &r);
@@ -605,7 +687,7 @@ enum bc_http_res bc_publish_http(struct worker *w, struct span name, struct span
         *subscribers = (uint64_t)subs;
         return BC_HTTP_DONE;
     }
-    if (!worker_link_open(w, home)) {
+    if (!cluster && !worker_link_open(w, home)) {
         w->m.overloaded++;
         return BC_HTTP_OVERLOADED;
     }
@@ -625,7 +707,10 @@ enum bc_http_res bc_publish_http(struct worker *w, struct span name, struct span
     memcpy(p, event.base, event.len);
     if (payload.len) /* SPAN_NULL (no data) has no bytes to copy */
         memcpy(p + event.len, payload.base, payload.len);
-    post_xmsg(w, home, m);
+    if (cluster)
+        cluster_submit(w, m);
+    else
+        post_xmsg(w, home, m);
     return BC_HTTP_SENT;
 }
 
@@ -646,6 +731,8 @@ static void on_count(struct worker *w, struct xmsg *m)
             r->mask |= 1ull << m->from;
         else
             r->mask &= ~(1ull << m->from);
+        if (w->eng->cluster && m->want_ack && cluster_home_defer(w, r, m))
+            return; /* acked once the bus has synced the room */
     } else if (m->count) {
         w->m.alloc_failures++;
         m->err = true; /* the join cannot be recorded: its subscribers are told */
@@ -716,7 +803,8 @@ static void on_publish(struct worker *w, struct xmsg *m)
 static void on_pub_ack(struct worker *w, struct xmsg *m)
 {
     if (m->http) {
-        http_api_pub_ack(w, m->ctx, m->count, m->seq, m->subscribers, m->err);
+        http_api_pub_ack(w, m->ctx, m->count, m->seq, m->subscribers,
+                         m->unavail ? HTTP_PUB_UNAVAILABLE : m->err);
         free(m);
         return;
     }
@@ -724,7 +812,10 @@ static void on_pub_ack(struct worker *w, struct xmsg *m)
     if (c) {
         char esc[CHANNEL_UNESCAPE_CAP + 2];
         struct span id = {m->data + m->room_len + m->event_len + m->payload_len, m->id_len};
-        if (m->err)
+        if (m->unavail)
+            dispatch_write_error(w, m->reply, "UNAVAILABLE",
+                                 "the cluster bus (Redis) is unavailable: retry later", id);
+        else if (m->err)
             dispatch_write_error(w, m->reply, "OVERLOADED", "server out of memory: retry later",
                                  id);
         else
@@ -742,6 +833,8 @@ static void on_pub_ack(struct worker *w, struct xmsg *m)
 static void on_resume(struct worker *w, struct xmsg *m)
 {
     struct room *r = room_find(&w->rooms, m->room_hash, m->data, m->room_len);
+    if (w->eng->cluster && r && cluster_home_defer(w, r, m))
+        return; /* answered once the bus has synced the room */
     uint32_t first = 0, n = 0;
     uint64_t last = 0;
     bool ok = history_since(w, r, m->epoch != 0, m->epoch, m->since, w->cfg->max_queue_bytes / 2,
@@ -830,6 +923,9 @@ void bc_on_xmsg(struct worker *w, struct xmsg *m)
     case XM_RESUME_ACK: on_resume_ack(w, m); break;
     case XM_POLL: history_on_poll(w, m); break;
     case XM_POLL_ACK: http_api_poll_ack(w, m); break;
+    case XM_CL_EVENT:
+    case XM_CL_SYNC:
+    case XM_CL_LOST: cluster_on_xmsg(w, m); break;
     default: bc_discard_xmsg(m); break;
     }
 }

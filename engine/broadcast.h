@@ -37,6 +37,7 @@
 
 struct conn;
 struct frame;
+struct member;
 struct room;
 struct worker;
 
@@ -51,6 +52,12 @@ enum xmsg_type {
     XM_RESUME_ACK, /* from the home: recovered?, the epoch and the frames to replay */
     XM_POLL,       /* HTTP API, to the home: events after since in epoch (may wait) */
     XM_POLL_ACK,   /* HTTP API, from the home: the events for the job ctx */
+    /* cluster.h: with --redis */
+    XM_CL_SUB,   /* to the bus: the home wants room's events (token: generation) */
+    XM_CL_UNSUB, /* to the bus: the home has no subscriber left */
+    XM_CL_EVENT, /* from the bus, to the home: one event (data: room, then the bus message) */
+    XM_CL_SYNC,  /* from the bus, to the home: epoch, seq and the last events (count of them) */
+    XM_CL_LOST,  /* from the home: the room's history was lost, close its subscribers (1013) */
 };
 
 struct xmsg {
@@ -81,6 +88,7 @@ struct xmsg {
     uint32_t nframes;    /* *_ACK: frame references after the room name (bc_xmsg_frames) */
     bool recovered;
     int64_t t0_ns; /* XM_PUBLISH: when the publish was received (metrics.h) */
+    bool unavail; /* XM_PUB_ACK: the cluster bus (Redis) could not take it: UNAVAILABLE */
     /* Aligned: gathered answers (http_stats.c) place structs after the room name. */
     _Alignas(8) char data[]; /* room (unescaped), event (escaped), payload (raw JSON), id */
 };
@@ -109,6 +117,7 @@ enum bc_http_res {
     BC_HTTP_SENT,       /* forwarded to the home: its ack calls http_api_pub_ack(ctx, idx) */
     BC_HTTP_OVERLOADED, /* the home's link is full */
     BC_HTTP_NOMEM,
+    BC_HTTP_UNAVAILABLE, /* cluster mode: the bus (Redis) is down or its queue is full */
 };
 /* True when an event for this room (unescaped name), event (escaped) and payload fits
  * max_message_bytes, as bc_publish requires. */
@@ -130,6 +139,19 @@ struct xmsg *bc_xmsg_new(struct worker *w, enum xmsg_type type, struct span room
 struct frame **bc_xmsg_frames(struct xmsg *m);
 /* Posts m to worker to (see post_xmsg): never refused. */
 void bc_post(struct worker *w, unsigned to, struct xmsg *m);
+
+/* cluster.h hooks. Holds reply in c's queue until m's join or resume is answered (false: c
+ * is closing). */
+bool bc_hold_reply(struct conn *c, struct member *m, struct frame *reply, struct span id,
+                   bool since);
+/* Lets m's held replies go, written with epoch (and recovered, for resumes). */
+void bc_release_member(struct worker *w, struct member *m, uint64_t epoch, bool recovered);
+/* Cluster mode, on the home: event seq of r came from the bus: encode it once, record it,
+ * deliver it here and post it to the workers with subscribers. False when out of memory. */
+bool bc_home_deliver(struct worker *w, struct room *r, struct span event, struct span payload,
+                     int64_t unix_ms, uint64_t seq);
+/* Closes (1013) r's local subscribers: the room's history was lost under them. */
+void bc_room_lost(struct worker *w, struct room *r, const char *why);
 
 /* Removes c from every room (it is closing). */
 void bc_leave_all(struct conn *c);

@@ -19,6 +19,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "cluster.h"
 #include "defaults.h"
 
 #ifndef RINGCAST_VERSION
@@ -159,12 +160,32 @@ static const struct opt opts[] = {
      false},
     {"tls-key", OPT_PATH, OFF(tls_key), 0, 0, "path",
      "PEM private key of tls-cert (read at startup and on SIGHUP)", false},
+    {"redis", OPT_PATH, OFF(redis), 0, 0, "url",
+     "cluster mode: redis://[[user]:password@]host[:port][/db] or unix:/path; every publish "
+     "goes through this Redis and reaches every node (docs/cluster.md)",
+     false},
+    {"redis-optional", OPT_UINT, OFF(redis_optional), 0, 1, "0|1",
+     "1: when Redis is unreachable at startup, run local-only (warned) instead of exiting 2",
+     false},
+    {"redis-timeout-ms", OPT_UINT, OFF(redis_timeout_ms), 50, 600000, "ms",
+     "Redis is down when a reply takes longer than this (publishes then fail UNAVAILABLE)", false},
+    {"redis-max-pending", OPT_UINT, OFF(redis_max_pending), 1, 10000000, "publishes",
+     "publishes queued or in flight to Redis per node; beyond: UNAVAILABLE", false},
+    {"redis-down-503", OPT_UINT, OFF(redis_down_503), 0, 1, "0|1",
+     "1: /health answers 503 while Redis is down (take the node out of the balancer)", false},
     {"log-level", OPT_LEVEL, OFF(log_level), 0, 0, "level", "debug, info, warn or error", true},
     {"log-file", OPT_PATH, OFF(log_file), 0, 0, "path",
      "append the log to this file instead of stderr (SIGHUP reopens it)", false},
 };
 
 #define NOPTS (sizeof(opts) / sizeof(opts[0]))
+
+/* 0|1 options are flags on the command line: "--redis-optional" is "--redis-optional=1". */
+static int flag_arg(const struct opt *o)
+{
+    return o->type == OPT_UINT && o->min == 0 && o->max == 1 ? optional_argument
+                                                             : required_argument;
+}
 
 static void set_defaults(struct rc_config *c)
 {
@@ -190,6 +211,8 @@ static void set_defaults(struct rc_config *c)
     c->history_size = RC_DEF_HISTORY_SIZE;
     c->history_ttl = RC_DEF_HISTORY_TTL;
     c->log_level = LOG_LVL_INFO;
+    c->redis_timeout_ms = CLUSTER_DEF_TIMEOUT_MS;
+    c->redis_max_pending = CLUSTER_DEF_MAX_PENDING;
     snprintf(c->auth, sizeof(c->auth), "%s", RC_DEF_AUTH);
     c->jwt_leeway_s = RC_DEF_JWT_LEEWAY_S;
     c->per_ip_table_size = RC_DEF_PER_IP_TABLE_SIZE;
@@ -596,7 +619,7 @@ static int load_all(struct rc_config *c, int argc, char **argv, const char *file
     /* getopt_long's table, built from ours: index i is opts[i]; then config/help/version. */
     struct option lopts[NOPTS + 4];
     for (size_t i = 0; i < NOPTS; i++)
-        lopts[i] = (struct option){opts[i].name, required_argument, NULL, 1000 + (int)i};
+        lopts[i] = (struct option){opts[i].name, flag_arg(&opts[i]), NULL, 1000 + (int)i};
     lopts[NOPTS] = (struct option){"config", required_argument, NULL, 'c'};
     lopts[NOPTS + 1] = (struct option){"help", no_argument, NULL, 'h'};
     lopts[NOPTS + 2] = (struct option){"version", no_argument, NULL, 'V'};
@@ -610,7 +633,7 @@ static int load_all(struct rc_config *c, int argc, char **argv, const char *file
             const struct opt *o = &opts[ch - 1000];
             char origin[80], err[768];
             snprintf(origin, sizeof(origin), "--%s", o->name);
-            if (apply(c, o, optarg, origin, err, sizeof(err)) != 0) {
+            if (apply(c, o, optarg ? optarg : "1", origin, err, sizeof(err)) != 0) {
                 cfg_error("%s", err);
                 return -1;
             }
@@ -637,7 +660,7 @@ int config_load(struct rc_config *c, int argc, char **argv)
     /* getopt_long's table, built from ours: index i is opts[i]; then config/help/version. */
     struct option lopts[NOPTS + 4];
     for (size_t i = 0; i < NOPTS; i++)
-        lopts[i] = (struct option){opts[i].name, required_argument, NULL, 1000 + (int)i};
+        lopts[i] = (struct option){opts[i].name, flag_arg(&opts[i]), NULL, 1000 + (int)i};
     lopts[NOPTS] = (struct option){"config", required_argument, NULL, 'c'};
     lopts[NOPTS + 1] = (struct option){"help", no_argument, NULL, 'h'};
     lopts[NOPTS + 2] = (struct option){"version", no_argument, NULL, 'V'};

@@ -49,6 +49,11 @@ struct rc_config {
     char tls_key[256];                         /* PEM private key of tls_cert */
     unsigned history_size;                     /* events kept per room (history.h); 0 = none */
     unsigned history_ttl;                      /* seconds an event is kept; 0 = until pushed out */
+    char redis[512];                           /* cluster bus URL (cluster.h); empty: single node */
+    unsigned redis_optional;    /* 1: Redis unreachable at start means local-only, not exit 2 */
+    unsigned redis_timeout_ms;  /* a reply later than this: Redis is down */
+    unsigned redis_max_pending; /* publishes queued or in flight to Redis */
+    unsigned redis_down_503;    /* 1: /health answers 503 while Redis is down */
     enum log_level log_level;
     char log_file[256];    /* empty: stderr */
     char config_file[256]; /* empty when none */

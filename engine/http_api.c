@@ -1,6 +1,7 @@
 /* http_api.c - HTTP API connections: request framing, routing, errors, auth, health and
  * publish (see http_api.h). The gathered endpoints are in http_stats.c. */
 #include "http_api.h"
+#include "cluster.h"
 
 #include <openssl/crypto.h>
 #include <stdatomic.h>
@@ -233,6 +234,12 @@ static struct frame *render_publish(struct worker *w, struct http_job *job)
             jw_lit(&jw, ",");
         jw_lit(&jw, "{\"channel\":\"");
         jw_raw(&jw, name, strlen(name));
+        if (r->err == HTTP_PUB_UNAVAILABLE) {
+            failed++;
+            jw_lit(&jw, "\",\"error\":{\"code\":\"UNAVAILABLE\",\"message\":\"the cluster bus "
+                        "(Redis) is unavailable: retry later\"}}");
+            continue;
+        }
         if (r->err) {
             failed++;
             jw_lit(&jw, "\",\"error\":{\"code\":\"OVERLOADED\",\"message\":\"server out of "
@@ -269,12 +276,12 @@ static void pub_put(struct worker *w, struct http_job *job)
 }
 
 void http_api_pub_ack(struct worker *w, void *ctx, uint32_t idx, uint64_t seq, uint64_t subscribers,
-                      bool err)
+                      int err)
 {
     struct http_job *job = ctx;
     if (!job) /* the engine's own publish (sys_stats.c): nobody waits for it */
         return;
-    job->res[idx] = (struct http_pub_result){seq, subscribers, err, true};
+    job->res[idx] = (struct http_pub_result){seq, subscribers, (uint8_t)err, true};
     pub_put(w, job);
 }
 
@@ -388,8 +395,12 @@ static void do_publish(struct conn *c, struct span body, bool multi, bool keep_a
             r->done = true;
             job->waiting--;
             break;
+        case BC_HTTP_UNAVAILABLE:
+            r->err = HTTP_PUB_UNAVAILABLE;
+            job->waiting--;
+            break;
         default:
-            r->err = true;
+            r->err = 1;
             job->waiting--;
             break;
         }
@@ -407,14 +418,23 @@ static void health(struct conn *c, bool keep_alive)
     struct worker *w = c->w;
     struct engine *e = w->eng;
     char body[256];
+    /* Cluster mode: "redis" says whether publishes can work; 503 with --redis-down-503. */
+    int cl = atomic_load_explicit(&cluster_stats.state, memory_order_relaxed);
+    bool redis_down = cl == CLUSTER_DOWN;
+    bool bad = w->draining || (redis_down && w->cfg->redis_down_503);
     int n = snprintf(body, sizeof(body),
                      "{\"status\":\"%s\",\"uptime_s\":%lld,\"connections\":%u,\"rooms\":%u,"
-                     "\"workers\":%u}\n",
-                     w->draining ? "draining" : "healthy",
+                     "\"workers\":%u%s}\n",
+                     w->draining ? "draining"
+                     : bad       ? "degraded"
+                                 : "healthy",
                      (long long)((w->mono_ms - w->start_mono_ms) / 1000),
                      atomic_load_explicit(&e->nconns, memory_order_relaxed),
-                     atomic_load_explicit(&e->nrooms, memory_order_relaxed), e->nworkers);
-    http_api_reply(c, w->draining ? 503 : 200, NULL, NULL, JSON_TYPE, body, (size_t)n,
+                     atomic_load_explicit(&e->nrooms, memory_order_relaxed), e->nworkers,
+                     cl == CLUSTER_OFF ? ""
+                     : redis_down      ? ",\"redis\":\"down\""
+                                       : ",\"redis\":\"up\"");
+    http_api_reply(c, bad ? 503 : 200, NULL, NULL, JSON_TYPE, body, (size_t)n,
                    keep_alive && !w->draining);
 }
 

@@ -24,6 +24,7 @@
 #include <unistd.h>
 
 #include "auth.h"
+#include "cluster.h"
 #include "config.h"
 #include "tls.h"
 #include "edge.h"
@@ -201,6 +202,14 @@ int main(int argc, char **argv)
     raise_fd_limit(&cfg);
     if (auth_init(&cfg) != 0 || edge_init(&cfg) != 0 || tls_init(&cfg) != 0)
         return 2;
+    int cluster = cluster_init(&cfg); /* 0: cluster mode, 1: single node, -1: exit 2 */
+    if (cluster < 0)
+        return 2;
+    if (cluster == 0 && cfg.threads >= RC_MAX_THREADS) {
+        /* The bus is sender id nworkers on 6-bit link ids (worker.h). */
+        fprintf(stderr, "ringcast: --redis: at most %d threads\n", RC_MAX_THREADS - 1);
+        return 2;
+    }
 
     /* OpenSSL loads and initializes its providers on the first digest: do it now, so the first
      * client does not wait for it and the megabyte of code it pages in is startup cost. */
@@ -233,6 +242,7 @@ int main(int argc, char **argv)
     struct worker *workers[RC_MAX_THREADS];
     eng.workers = workers;
     eng.xorder_test = xorder_test_mode();
+    eng.cluster = cluster == 0;
     room_hash_init();
     for (unsigned i = 0; i < n; i++) {
         workers[i] = worker_new(&eng, i, ncpus ? cpus[i % ncpus] : -1, fds[i]);
@@ -273,6 +283,11 @@ int main(int argc, char **argv)
             worker_free(workers[i]);
         io_uring_queue_exit(&main_ring);
         return 2;
+    }
+    if (eng.cluster && (r = cluster_start(&eng)) < 0) {
+        /* Workers run; nothing can reach them without the bus: exit as for a startup error. */
+        log_error("cannot start the cluster bus thread: %s", strerror(-r));
+        _exit(2);
     }
     while (atomic_load(&eng.accepting) < n)
         nanosleep(&(struct timespec){0, 1000000}, NULL);
@@ -321,6 +336,7 @@ int main(int argc, char **argv)
             log_info("draining: %u connections still open, %u of %u workers done",
                      atomic_load(&eng.nconns), joined, n);
     }
+    cluster_stop(); /* after the workers (the drain still publishes), before their memory goes */
     struct metrics total;
     memset(&total, 0, sizeof(total));
     for (unsigned i = 0; i < n; i++) {

@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "cluster.h"
 #include "conn.h"
 #include "edge.h"
 #include "metrics.h"
@@ -101,6 +102,44 @@ static void __attribute__((format(printf, 2, 3))) tprintf(struct tbuf *b, const 
             tprintf(&b, name "{worker=\"%u\"} %llu\n", i, (unsigned long long)(snaps[i].field));   \
     } while (0)
 
+/* The cluster bus (cluster.h), process-wide; nothing without --redis. */
+static void cluster_prom(struct tbuf *b)
+{
+    int st = atomic_load(&cluster_stats.state);
+    if (st == CLUSTER_OFF)
+        return;
+    tprintf(b,
+            "# HELP ringcast_redis_up 1 when the cluster bus (Redis) is connected.\n"
+            "# TYPE ringcast_redis_up gauge\nringcast_redis_up %d\n"
+            "# HELP ringcast_redis_reconnects_total Connection attempts to Redis (the first "
+            "included).\n# TYPE ringcast_redis_reconnects_total counter\n"
+            "ringcast_redis_reconnects_total %llu\n"
+            "# HELP ringcast_redis_publishes_total Publishes Redis sequenced for this node.\n"
+            "# TYPE ringcast_redis_publishes_total counter\nringcast_redis_publishes_total %llu\n"
+            "# HELP ringcast_redis_publish_errors_total Publishes answered UNAVAILABLE.\n"
+            "# TYPE ringcast_redis_publish_errors_total counter\n"
+            "ringcast_redis_publish_errors_total %llu\n"
+            "# HELP ringcast_redis_events_total Events received from Redis.\n"
+            "# TYPE ringcast_redis_events_total counter\nringcast_redis_events_total %llu\n"
+            "# HELP ringcast_redis_syncs_total Room syncs read from Redis.\n"
+            "# TYPE ringcast_redis_syncs_total counter\nringcast_redis_syncs_total %llu\n"
+            "# HELP ringcast_redis_history_lost_total Rooms whose history Redis lost under "
+            "subscribers (closed 1013).\n# TYPE ringcast_redis_history_lost_total counter\n"
+            "ringcast_redis_history_lost_total %llu\n"
+            "# HELP ringcast_redis_queue_depth Publishes queued or in flight to Redis.\n"
+            "# TYPE ringcast_redis_queue_depth gauge\nringcast_redis_queue_depth %llu\n"
+            "# HELP ringcast_redis_rooms Channels this node is subscribed to in Redis.\n"
+            "# TYPE ringcast_redis_rooms gauge\nringcast_redis_rooms %llu\n",
+            st == CLUSTER_UP, (unsigned long long)atomic_load(&cluster_stats.reconnects),
+            (unsigned long long)atomic_load(&cluster_stats.publishes),
+            (unsigned long long)atomic_load(&cluster_stats.publish_errors),
+            (unsigned long long)atomic_load(&cluster_stats.events_in),
+            (unsigned long long)atomic_load(&cluster_stats.syncs),
+            (unsigned long long)atomic_load(&cluster_stats.resyncs_lost),
+            (unsigned long long)atomic_load(&cluster_stats.pending),
+            (unsigned long long)atomic_load(&cluster_stats.rooms));
+}
+
 bool metrics_prom_render(const struct metrics_snap *snaps, unsigned n, int64_t uptime_s,
                          unsigned nconns_all, unsigned max_connections, char **out, size_t *len)
 {
@@ -172,6 +211,7 @@ bool metrics_prom_render(const struct metrics_snap *snaps, unsigned n, int64_t u
             (unsigned long long)atomic_load(&edge_stats.ip_rate),
             (unsigned long long)atomic_load(&edge_stats.table_full),
             atomic_load(&edge_stats.entries));
+    cluster_prom(&b);
     tprintf(&b, "# HELP ringcast_connections_closed_total Connections closed by the server, by "
                 "reason.\n# TYPE ringcast_connections_closed_total counter\n");
     for (unsigned i = 0; i < n; i++) {

@@ -8,6 +8,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "cluster.h"
 #include "conn.h"
 #include "frame.h"
 #include "history.h"
@@ -98,6 +99,7 @@ static void room_free(struct room_table *t, struct room *r)
 {
     atomic_fetch_sub_explicit(t->total, 1, memory_order_relaxed);
     history_free(r->hist);
+    cluster_room_free(r);
     free(r->wcount);
     free(r);
 }

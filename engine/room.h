@@ -103,7 +103,12 @@ struct room {
     int64_t idle_ms;            /* when it went on the idle list (or last published to there) */
     bool idle;
     bool has_waiters; /* on the worker's waiter-room list */
-    char name[];      /* name_len bytes, then esc_len bytes */
+    /* cluster.h, on the home: 0 not on the bus, 1 subscribing (events wait for the SYNC), 2
+     * synced; the generation of the SUB asked last; requests waiting for the SYNC, in order. */
+    uint8_t cl_state;
+    uint32_t cl_gen;
+    struct xmsg *cl_wait;
+    char name[]; /* name_len bytes, then esc_len bytes */
 };
 
 static inline struct span room_name(const struct room *r)

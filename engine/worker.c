@@ -282,7 +282,8 @@ struct worker *worker_new(struct engine *eng, unsigned id, int cpu, int listen_f
         w->free_slots[i] = w->nslots - 1 - i;
     w->nfree = w->nslots;
     w->xout = calloc(eng->nworkers, sizeof(*w->xout));
-    w->xin = calloc(eng->nworkers, sizeof(*w->xin));
+    /* One more link in: the cluster bus's (cluster.h), sender id nworkers. */
+    w->xin = calloc(eng->nworkers + 1, sizeof(*w->xin));
     if (!w->xout || !w->xin) {
         worker_free(w);
         return NULL;
@@ -301,7 +302,7 @@ void worker_free(struct worker *w)
     free(w->free_slots);
     if (w->xin) {
         /* Messages that waited for a predecessor that never came (shutdown's last pass). */
-        for (unsigned i = 0; i < w->eng->nworkers; i++) {
+        for (unsigned i = 0; i <= w->eng->nworkers; i++) {
             for (unsigned j = 0; w->xin[i].held && j < XLINK_REORDER; j++) {
                 uint64_t ud = w->xin[i].held[j];
                 if (ud && ud_kind(ud) == UD_XMSG)

@@ -100,6 +100,7 @@ struct engine {
     _Atomic unsigned nrooms;    /* room structs, all workers: the max_rooms gate */
     _Atomic unsigned quiesced;  /* workers that stopped taking requests at shutdown */
     int xorder_test;            /* test hook: 1 reverse, 2 shuffle cross-worker batches */
+    bool cluster;               /* --redis: events go through the bus (cluster.h) */
     _Atomic int started;        /* workers that finished setup (or failed: see start_err) */
     _Atomic int start_err;      /* first setup error (-errno), 0 if none */
     _Atomic unsigned accepting; /* workers whose accept is armed and submitted */
