@@ -291,6 +291,11 @@ int main(int argc, char **argv)
     }
     while (atomic_load(&eng.accepting) < n)
         nanosleep(&(struct timespec){0, 1000000}, NULL);
+    /* Ready means ready to publish: give the bus its first connect (it keeps trying after). */
+    for (unsigned ms = 0; eng.cluster && ms < cfg.redis_timeout_ms &&
+                          atomic_load(&cluster_stats.state) != CLUSTER_UP;
+         ms++)
+        nanosleep(&(struct timespec){0, 1000000}, NULL);
     log_info("listening on %s (%u workers)", where, n);
     char sd_status[360];
     snprintf(sd_status, sizeof(sd_status), "listening on %s (%u workers)", where, n);
