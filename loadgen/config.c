@@ -57,7 +57,10 @@ void lg_usage(FILE *f)
           "Measures per-recipient broadcast latency, loss, duplicates, order and payload\n"
           "integrity of a ringcast-protocol WebSocket pub/sub server.\n\n"
           "Scenario (also as keys of an INI file given with --scenario; flags override it):\n"
-          "  --url URL              ws://HOST:PORT/PATH or wss://HOST:PORT/PATH (" DEF_URL ")\n"
+          "  --url URL              ws://HOST:PORT/PATH or wss://HOST:PORT/PATH (" DEF_URL ");\n"
+          "                         repeat it for several nodes (same scheme): subscribers are\n"
+          "                         spread over them round-robin\n"
+          "  --pub-url URL          publishers connect here (default: the first --url)\n"
           "  --ca FILE              wss: trust the CA certificate(s) in FILE (PEM) instead of\n"
           "                         the system's store; the name checked and sent (SNI) is HOST\n"
           "  --tls-insecure         wss: no certificate or host name check (test servers only)\n"
@@ -322,8 +325,27 @@ static int apply(struct lg_config *cfg, const char *name, const char *v)
         set_str(cfg->ca_file, sizeof(cfg->ca_file), v);
     } else if (!strcmp(name, "url")) {
         NEED_V;
-        if (parse_url(cfg, v))
+        if (cfg->nurls >= LG_MAX_URLS) {
+            lg_error("--url: at most %d", LG_MAX_URLS);
             goto bad;
+        }
+        if (cfg->nurls) { /* one more node: the first --url stays the report's */
+            struct lg_config tmp = *cfg;
+            if (parse_url(&tmp, v))
+                goto bad;
+            cfg->sub_addrs[cfg->nurls++] = tmp.addr;
+        } else {
+            if (parse_url(cfg, v))
+                goto bad;
+            cfg->sub_addrs[cfg->nurls++] = cfg->addr;
+        }
+    } else if (!strcmp(name, "pub-url")) {
+        NEED_V;
+        struct lg_config tmp = *cfg;
+        if (parse_url(&tmp, v))
+            goto bad;
+        cfg->pub_addr = tmp.addr;
+        cfg->has_pub_url = true;
     } else if (!strcmp(name, "connections"))
         UINT(connections, 10000000);
     else if (!strcmp(name, "rooms")) {
@@ -489,6 +511,7 @@ static const char *const known[] = {"help",
                                     "url",
                                     "tls-insecure",
                                     "ca",
+                                    "pub-url",
                                     "connections",
                                     "rooms",
                                     "room-prefix",

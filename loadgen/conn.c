@@ -379,7 +379,12 @@ static void conn_start(struct lg_worker *w, struct lg_conn *c, uint64_t now)
     c->state = CS_CONNECTING;
     rs->connecting++;
     struct io_uring_sqe *sqe = get_sqe(rs);
-    io_uring_prep_connect(sqe, fd, (struct sockaddr *)&cfg->addr, sizeof(cfg->addr));
+    const struct sockaddr_in *to = &cfg->addr;
+    if (c->is_pub && cfg->has_pub_url)
+        to = &cfg->pub_addr;
+    else if (!c->is_pub && cfg->nurls > 1)
+        to = &cfg->sub_addrs[c->idx % cfg->nurls];
+    io_uring_prep_connect(sqe, fd, (const struct sockaddr *)to, sizeof(*to));
     io_uring_sqe_set_data64(sqe, UD(c->idx, OP_CONNECT));
 }
 

@@ -38,6 +38,8 @@
 #define LG_CONNS_PER_SRC 1000
 /* Closed-loop slots per publisher: the largest window one publisher may have. */
 #define LG_MAX_WINDOW 256
+/* --url given several times: at most this many nodes. */
+#define LG_MAX_URLS 16
 
 struct lg_config {
     char url[512];
@@ -45,9 +47,15 @@ struct lg_config {
     char path[256];
     uint16_t port;
     struct sockaddr_in addr;
-    bool tls;             /* wss:// */
-    bool tls_insecure;    /* --tls-insecure: no certificate or name check */
-    char ca_file[512];    /* --ca FILE: trust this CA (PEM); empty: the system's store */
+    bool tls;          /* wss:// */
+    bool tls_insecure; /* --tls-insecure: no certificate or name check */
+    char ca_file[512]; /* --ca FILE: trust this CA (PEM); empty: the system's store */
+    /* Several nodes (a cluster, docs/cluster.md): --url repeated spreads subscribers round-robin
+     * over them; --pub-url puts every publisher on one node (default: the first --url). */
+    struct sockaddr_in sub_addrs[LG_MAX_URLS];
+    unsigned nurls; /* --url flags given (0: the default URL) */
+    struct sockaddr_in pub_addr;
+    bool has_pub_url;
     unsigned connections; /* subscribers */
     unsigned nrooms;      /* rooms */
     char **room_names;    /* nrooms names (generated or from the comma list) */
