@@ -466,3 +466,47 @@ def test_bounded_while_redis_is_down(start_engine, redis):
         text = r.read().decode()
     assert "ringcast_redis_queue_depth 0" in text
     assert "ringcast_redis_up 0" in text
+
+
+def test_subscribe_unsubscribe_churn(start_engine, redis):
+    """A room joined and left over and over on one node (SUBSCRIBE/UNSUBSCRIBE racing in Redis)
+    while another node publishes: every subscribe is answered, and the last subscriber still
+    gets every event after its answer, in order."""
+    a, b = node(start_engine, redis.url), node(start_engine, redis.url)
+
+    async def go():
+        pws, _ = await connect(a.url)
+        stop = asyncio.Event()
+
+        async def publisher():
+            i = 0
+            while not stop.is_set():
+                await pub(pws, "churn", i, f"c{i}")
+                i += 1
+                await asyncio.sleep(0.003)
+
+        task = asyncio.create_task(publisher())
+        for i in range(40):
+            ws, _ = await connect(b.url)
+            r = await request(ws, "subscribe", {"channel": "churn"}, timeout=10)
+            assert r["data"]["status"] == "subscribed", r
+            if i % 2:
+                r = await request(ws, "unsubscribe", {"channel": "churn"}, timeout=10)
+            await ws.close()
+        ws, d = await sub(b.url, "churn")
+        await asyncio.sleep(0.3)
+        stop.set()
+        await task
+        got = []
+        try:
+            while True:
+                m = await recv_json(ws, 1.0)
+                if m.get("type") == "event":
+                    got.append(m["seq"])
+        except asyncio.TimeoutError:
+            pass
+        assert got and got == list(range(got[0], got[0] + len(got))), got
+        await ws.close()
+        await pws.close()
+
+    run(go(), 60)
