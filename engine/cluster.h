@@ -37,8 +37,10 @@ struct xmsg;
 
 /* Longest wait for a Redis reply before the bus is declared down, by default (ms). */
 #define CLUSTER_DEF_TIMEOUT_MS 2000
-/* Publishes queued or waiting for Redis, per node, by default: beyond, UNAVAILABLE. */
-#define CLUSTER_DEF_MAX_PENDING 16384
+/* Publishes queued or waiting for Redis, per node, by default: beyond, UNAVAILABLE. With the
+ * events the bus may have unread on a link (XLINK_WINDOW / 2) it stays under a worker's reorder
+ * ring (XLINK_REORDER), so the bus's link keeps its order; the option is capped for that. */
+#define CLUSTER_DEF_MAX_PENDING 4096
 /* Reconnect backoff: from 100 ms, doubling, capped at 5 s, each try jittered by +-25%. */
 #define CLUSTER_BACKOFF_MIN_MS 100
 #define CLUSTER_BACKOFF_MAX_MS 5000

@@ -169,7 +169,7 @@ static const struct opt opts[] = {
      false},
     {"redis-timeout-ms", OPT_UINT, OFF(redis_timeout_ms), 50, 600000, "ms",
      "Redis is down when a reply takes longer than this (publishes then fail UNAVAILABLE)", false},
-    {"redis-max-pending", OPT_UINT, OFF(redis_max_pending), 1, 10000000, "publishes",
+    {"redis-max-pending", OPT_UINT, OFF(redis_max_pending), 1, 8192, "publishes",
      "publishes queued or in flight to Redis per node; beyond: UNAVAILABLE", false},
     {"redis-down-503", OPT_UINT, OFF(redis_down_503), 0, 1, "0|1",
      "1: /health answers 503 while Redis is down (take the node out of the balancer)", false},

@@ -93,6 +93,13 @@ def health(port):
     return http(port, "GET", "/health")
 
 
+def metrics(port):
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as r:
+        text = r.read().decode()
+    return {l.split()[0]: float(l.split()[1]) for l in text.splitlines()
+            if l.startswith("ringcast_redis_")}
+
+
 def wait_health(port, redis_state, timeout=15):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -510,3 +517,38 @@ def test_subscribe_unsubscribe_churn(start_engine, redis):
         await pws.close()
 
     run(go(), 60)
+
+
+def test_pending_publishes_are_bounded(start_engine, redis):
+    """--redis-max-pending: with Redis stalled, the publish in flight holds the only place; the
+    next one is refused at once, not queued."""
+    proxy = FreezableProxy(redis.port)
+    try:
+        a = node(start_engine, f"redis://127.0.0.1:{proxy.port}", "--redis-max-pending", "1",
+                 "--redis-timeout-ms", "3000")
+
+        async def go():
+            ws, _ = await connect(a.url)
+            proxy.frozen = True
+            await asyncio.sleep(0.1)
+            await pub(ws, "b", 1, "first")
+            await asyncio.sleep(0.2)
+            await pub(ws, "b", 2, "second")
+            await asyncio.sleep(0.3)
+            m = metrics(a.port)  # before the timeout: Redis still "up", one place, taken
+            assert m["ringcast_redis_up"] == 1 and m["ringcast_redis_queue_depth"] == 1, m
+            assert m["ringcast_redis_publish_errors_total"] == 1, m
+            # replies keep request order: "second" (refused at once) waits behind "first",
+            # which fails when the timeout declares Redis down
+            r1 = await recv_json(ws, 10)
+            r2 = await recv_json(ws, 10)
+            assert r1["correlation_id"] == "first" and r2["correlation_id"] == "second"
+            assert r1["data"]["code"] == "UNAVAILABLE" and r2["data"]["code"] == "UNAVAILABLE"
+            await ws.close()
+
+        run(go(), 30)
+        assert metrics(a.port)["ringcast_redis_publish_errors_total"] == 2
+        proxy.frozen = False
+        wait_health(a.port, "up")
+    finally:
+        proxy.close()
