@@ -756,15 +756,20 @@ static void on_count(struct worker *w, struct xmsg *m)
 static void on_join_ack(struct worker *w, struct xmsg *m)
 {
     struct room *r = room_find(&w->rooms, m->room_hash, m->data, m->room_len);
-    bool err = m->err;
+    bool err = m->err, unavail = m->unavail;
     uint64_t epoch = m->epoch;
     free(m);
     if (!r || r->join != ROOM_JOIN_PENDING)
         return;
     if (err) {
-        /* The home could not take the join: its waiting subscribers are closed (1011). */
+        /* The home could not take the join: its waiting subscribers are closed (1011), or told
+         * UNAVAILABLE when it was the cluster bus that could not (cluster.h). */
         r->join = ROOM_JOIN_NONE;
         r->sent_count = 0;
+        if (unavail) {
+            cluster_join_refused(w, r);
+            return;
+        }
         for (struct member *mb = r->members; mb; mb = mb->rnext)
             conn_close(mb->conn, WS_CLOSE_INTERNAL, "server out of memory");
         return;

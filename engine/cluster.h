@@ -95,6 +95,9 @@ bool cluster_home_subscribe(struct conn *c, struct room *r, struct member *m, st
 bool cluster_home_defer(struct worker *w, struct room *r, struct xmsg *m);
 /* The home room's node-wide interest may have changed: subscribe or unsubscribe in Redis. */
 void cluster_home_check(struct worker *w, struct room *r);
+/* A remote join was refused (XM_JOIN_ACK with unavail: the bus was down): r's waiting
+ * subscribers are answered UNAVAILABLE and leave. */
+void cluster_join_refused(struct worker *w, struct room *r);
 /* XM_CL_EVENT, XM_CL_SYNC, XM_CL_LOST. Takes m. */
 void cluster_on_xmsg(struct worker *w, struct xmsg *m);
 /* Frees r's deferred messages (the room is going). */

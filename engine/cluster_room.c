@@ -24,6 +24,7 @@
 #include "broadcast.h"
 #include "cluster.h"
 #include "conn.h"
+#include "dispatch.h"
 #include "frame.h"
 #include "history.h"
 #include "log.h"
@@ -129,12 +130,28 @@ static void wait_push(struct room *r, struct xmsg *m)
     *pp = m;
 }
 
+static bool bus_up(void)
+{
+    return atomic_load_explicit(&cluster_stats.state, memory_order_relaxed) == CLUSTER_UP;
+}
+
+static const char UNAVAILABLE_MSG[] = "the cluster bus (Redis) is unavailable: retry later";
+
 bool cluster_home_subscribe(struct conn *c, struct room *r, struct member *m, struct frame *reply,
                             const struct bc_sub_opts *o, struct span id)
 {
     struct worker *w = c->w;
     if (cluster_local_room(room_name(r)) || r->cl_state == CL_SYNCED)
         return false;
+    if (!bus_up() && !r->cl_wait) {
+        /* Nothing to follow the room with: say so rather than leave the client waiting. (If
+         * others already wait for the room, this one waits with them.) */
+        frame_release(reply);
+        room_member_del(m);
+        sendq_push(c, dispatch_reply_error(w, "UNAVAILABLE", UNAVAILABLE_MSG, id));
+        bc_room_release(w, r);
+        return true;
+    }
     struct xmsg *x = bc_xmsg_new(w, XM_RESUME, room_name(r), 0, 0);
     m->resume = ++w->resume_token; /* no live event before its answer */
     if (!x) {
@@ -164,6 +181,21 @@ bool cluster_home_defer(struct worker *w, struct room *r, struct xmsg *m)
 {
     if (cluster_local_room(room_name(r)) || r->cl_state == CL_SYNCED)
         return false;
+    if (!bus_up() && !r->cl_wait) {
+        if (m->type != XM_COUNT)
+            return false; /* a resume whose join is refused below: its answer finds nobody */
+        /* A join from another worker: undone and refused; its subscribers get UNAVAILABLE. */
+        r->remote -= r->wcount[m->from];
+        r->wcount[m->from] = 0;
+        r->mask &= ~(1ull << m->from);
+        m->err = m->unavail = true;
+        m->type = XM_JOIN_ACK;
+        unsigned to = m->from;
+        m->from = (uint8_t)w->id;
+        bc_post(w, to, m);
+        bc_room_release(w, r);
+        return true;
+    }
     wait_push(r, m);
     want(w, r);
     return true;
@@ -233,6 +265,19 @@ static void run_waiting(struct worker *w, struct room *r)
         }
         m = next;
     }
+}
+
+void cluster_join_refused(struct worker *w, struct room *r)
+{
+    struct member *next;
+    for (struct member *mb = r->members; mb; mb = next) {
+        next = mb->rnext;
+        for (struct pend *p = mb->pend; p; p = p->next)
+            dispatch_write_error(w, p->f, "UNAVAILABLE", UNAVAILABLE_MSG,
+                                 (struct span){p->id, p->id_len});
+        room_member_del(mb); /* sends the rewritten replies */
+    }
+    bc_room_release(w, r);
 }
 
 /* ---- from the bus ---- */

@@ -466,6 +466,11 @@ def test_bounded_while_redis_is_down(start_engine, redis):
             m = await recv_json(ws, 5)
             codes.add(m["data"].get("code"))
         assert codes == {"UNAVAILABLE"}, codes
+        # a room this node does not follow yet cannot be joined now: told, not left waiting
+        # (rooms homed on this connection's worker and on the other one alike)
+        for i in range(8):
+            r = await request(ws, "subscribe", {"channel": f"new{i}"}, timeout=5)
+            assert r["type"] == "error" and r["data"]["code"] == "UNAVAILABLE", r
         await ws.close()
 
     run(go(), 30)
