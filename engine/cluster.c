@@ -1,5 +1,8 @@
 /* cluster.c - the bus thread: Redis connections, scripts, reconnects (see cluster.h).
  *
+ * This file: startup, the connections and their liveness, the thread, the hand-off with the
+ * workers; cluster_chan.c: the rooms (SUBSCRIBE, sync) and the publish script.
+ *
  * Two hiredis async connections, driven by poll(2) through a five-hook adapter: "cmd" runs
  * the scripts (pipelined: hiredis writes every queued EVALSHA in one buffer), "sub" holds the
  * node's SUBSCRIBEs. Workers' requests arrive on a list guarded by a mutex, signalled by an
@@ -19,7 +22,7 @@
  * a slow node pushes back into Redis (whose client-output-buffer-limit for pubsub then drops
  * us, and the reconnect resyncs).
  */
-#include "cluster.h"
+#include "cluster_bus.h"
 
 #include <errno.h>
 #include <hiredis/async.h>
@@ -44,13 +47,6 @@
 #include "worker.h"
 
 struct cluster_stats cluster_stats;
-
-/* Keys and channel of a room: "rc:m:NAME" (hash: e = epoch, s = seq), "rc:s:NAME" (stream),
- * "rc:c:NAME" (channel). Names are binary-safe arguments. */
-#define KEY_META   "rc:m:"
-#define KEY_STREAM "rc:s:"
-#define KEY_CHAN   "rc:c:"
-#define PREFIX_LEN 5
 
 /* Publish: KEYS meta, stream; ARGV channel, unix ms, event, data, history size, a fresh
  * epoch (used when the room has none: new, or lost by Redis). Returns {epoch, seq, nodes}. */
@@ -77,64 +73,16 @@ static const char SYNC_SCRIPT[] =
     "ARGV[1]) end\n"
     "return {ep, seq, r}\n";
 
-struct rconn {
-    redisAsyncContext *ac;
-    bool rd, wr;
-    unsigned outstanding; /* replies we wait for */
-    int64_t progress_ms;  /* last reply, or when outstanding went from 0 to 1 */
-};
+struct cluster_bus cl;
 
-/* A room this node is subscribed to (or subscribing, or leaving) in Redis. */
-struct croom {
-    struct croom *next;
-    uint32_t hash, gen;
-    bool want;       /* the home wants its events */
-    bool subscribed; /* SUBSCRIBE sent, no UNSUBSCRIBE since */
-    bool confirmed;  /* ... and Redis confirmed it */
-    bool leaving;    /* UNSUBSCRIBE sent, not confirmed yet */
-    bool syncing;    /* sync script sent: events wait in buf */
-    bool live;       /* SYNC posted: events go to the home */
-    struct xmsg *buf, *buf_tail;
-    unsigned nbuf;
-    uint16_t len;
-    char name[];
-};
-
-#define CROOM_BUCKETS 4096
-
-static struct {
-    const struct rc_config *cfg;
-    struct engine *eng;
-    char host[256], path[256], user[128], pass[256];
-    int port, db;
-    char pub_sha[41], sync_sha[41];
-    pthread_t thread;
-    bool running;
-    int efd;
-    pthread_mutex_t mu;
-    struct xmsg *q_head, *q_tail;
-    _Atomic bool stop;
-    struct rconn cmd, sub;
-    bool cmd_ready, sub_ready; /* connected and set up */
-    bool reset;                /* a connection failed: tear both down in the loop */
-    int64_t next_try_ms, backoff_ms, ping_ms;
-    bool ping_out;
-    struct io_uring ring;
-    struct xlink_out *xout;
-    unsigned id;
-    struct croom *rooms[CROOM_BUCKETS];
-    unsigned max_pending;
-    int64_t timeout_ms;
-} cl;
-
-static int64_t now_ms(void)
+int64_t bus_now_ms(void)
 {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-static int64_t unix_ms(void)
+int64_t bus_unix_ms(void)
 {
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
@@ -149,12 +97,12 @@ static void sha1_hex(const char *s, char out[41])
         snprintf(out + 2 * i, 3, "%02x", d[i]);
 }
 
-static uint64_t fresh_epoch(void)
+uint64_t bus_fresh_epoch(void)
 {
     uint64_t e = 0;
     while (e == 0)
         if (getrandom(&e, sizeof(e), 0) != (ssize_t)sizeof(e))
-            e = (uint64_t)unix_ms() * 0x9e3779b97f4a7c15ull;
+            e = (uint64_t)bus_unix_ms() * 0x9e3779b97f4a7c15ull;
     return e;
 }
 
@@ -304,7 +252,7 @@ int cluster_init(const struct rc_config *cfg)
 
 /* ---- posting to workers ---- */
 
-static void post(struct xmsg *m, unsigned to)
+void bus_post(struct xmsg *m, unsigned to)
 {
     struct worker *t = cl.eng->workers[to];
     if (atomic_load_explicit(&t->gone, memory_order_acquire)) {
@@ -341,7 +289,7 @@ static void reap_ring(void)
             log_error("cluster: message to worker %u refused by the kernel: %s", m->to,
                       strerror(-res));
             atomic_fetch_or(&cl.eng->workers[m->to]->broken_from, 1ull << cl.id);
-            post(m, m->to);
+            bus_post(m, m->to);
             io_uring_submit(&cl.ring);
         }
     }
@@ -362,14 +310,14 @@ static bool links_open(void)
 
 /* ---- publish answers ---- */
 
-static void pub_fail(struct xmsg *m)
+void bus_pub_fail(struct xmsg *m)
 {
     atomic_fetch_add_explicit(&cluster_stats.publish_errors, 1, memory_order_relaxed);
     atomic_fetch_sub_explicit(&cluster_stats.pending, 1, memory_order_relaxed);
     m->type = XM_PUB_ACK;
     m->err = true;
     m->unavail = true;
-    post(m, m->from);
+    bus_post(m, m->from);
 }
 
 /* ---- adapter: hiredis asks, poll() does ---- */
@@ -400,391 +348,26 @@ static void ev_cleanup(void *p)
     cl.reset = true;
 }
 
-static void sent(struct rconn *rc)
+static void bus_sent(struct rconn *rc)
 {
     if (rc->outstanding++ == 0)
-        rc->progress_ms = now_ms();
+        rc->progress_ms = bus_now_ms();
 }
 
-static void replied(struct rconn *rc)
+void bus_replied(struct rconn *rc)
 {
     if (rc->outstanding)
         rc->outstanding--;
-    rc->progress_ms = now_ms();
+    rc->progress_ms = bus_now_ms();
 }
 
-static bool command(struct rconn *rc, redisCallbackFn *fn, void *priv, int argc, const char **argv,
-                    const size_t *lens)
+bool bus_command(struct rconn *rc, redisCallbackFn *fn, void *priv, int argc, const char **argv,
+                 const size_t *lens)
 {
     if (!rc->ac || redisAsyncCommandArgv(rc->ac, fn, priv, argc, argv, lens) != REDIS_OK)
         return false;
-    sent(rc);
+    bus_sent(rc);
     return true;
-}
-
-/* ---- rooms ---- */
-
-static struct croom **croom_slot(uint32_t hash, const char *name, size_t len)
-{
-    struct croom **pp = &cl.rooms[hash % CROOM_BUCKETS];
-    while (*pp && !((*pp)->len == len && memcmp((*pp)->name, name, len) == 0))
-        pp = &(*pp)->next;
-    return pp;
-}
-
-static void croom_drop_buf(struct croom *r)
-{
-    while (r->buf) {
-        struct xmsg *m = r->buf;
-        r->buf = m->next;
-        free(m);
-    }
-    r->buf_tail = NULL;
-    r->nbuf = 0;
-}
-
-static void croom_free(struct croom *r)
-{
-    struct croom **pp = croom_slot(r->hash, r->name, r->len);
-    *pp = r->next;
-    croom_drop_buf(r);
-    free(r);
-}
-
-static void on_sub_reply(redisAsyncContext *ac, void *reply, void *priv);
-static void on_sync_reply(redisAsyncContext *ac, void *reply, void *priv);
-
-static bool room_cmd(struct rconn *rc, redisCallbackFn *fn, void *priv, const char *verb,
-                     const struct croom *r)
-{
-    char key[PREFIX_LEN + CHANNEL_MAX_LEN];
-    memcpy(key, KEY_CHAN, PREFIX_LEN);
-    memcpy(key + PREFIX_LEN, r->name, r->len);
-    const char *argv[] = {verb, key};
-    size_t lens[] = {strlen(verb), PREFIX_LEN + r->len};
-    return command(rc, fn, priv, 2, argv, lens);
-}
-
-static void subscribe(struct croom *r)
-{
-    if (!cl.sub_ready || r->subscribed || r->leaving)
-        return;
-    if (room_cmd(&cl.sub, on_sub_reply, NULL, "SUBSCRIBE", r)) {
-        r->subscribed = true;
-        r->confirmed = false;
-    } else {
-        cl.reset = true;
-    }
-}
-
-/* What a sync reply needs to find its room again (the room may have gone meanwhile). */
-struct sync_ctx {
-    uint32_t hash, gen;
-    uint16_t len;
-    char name[];
-};
-
-static void start_sync(struct croom *r)
-{
-    if (!cl.cmd_ready || r->syncing)
-        return;
-    struct sync_ctx *x = malloc(sizeof(*x) + r->len);
-    if (!x) {
-        cl.reset = true; /* everything is retried after the reconnect */
-        return;
-    }
-    x->hash = r->hash;
-    x->gen = r->gen;
-    x->len = r->len;
-    memcpy(x->name, r->name, r->len);
-    char meta[PREFIX_LEN + CHANNEL_MAX_LEN], stream[PREFIX_LEN + CHANNEL_MAX_LEN], hs[16], ep[17];
-    memcpy(meta, KEY_META, PREFIX_LEN);
-    memcpy(meta + PREFIX_LEN, r->name, r->len);
-    memcpy(stream, KEY_STREAM, PREFIX_LEN);
-    memcpy(stream + PREFIX_LEN, r->name, r->len);
-    snprintf(hs, sizeof(hs), "%u", cl.cfg->history_size);
-    history_epoch_format(fresh_epoch(), ep);
-    ep[16] = 0;
-    const char *argv[] = {"EVALSHA", cl.sync_sha, "2", meta, stream, hs, ep};
-    size_t lens[] = {7, 40, 1, PREFIX_LEN + r->len, PREFIX_LEN + r->len, strlen(hs), 16};
-    if (!command(&cl.cmd, on_sync_reply, x, 7, argv, lens)) {
-        free(x);
-        cl.reset = true;
-        return;
-    }
-    r->syncing = true;
-    r->live = false;
-}
-
-static struct croom *croom_of_channel(redisReply *ch)
-{
-    if (!ch || ch->type != REDIS_REPLY_STRING || ch->len < PREFIX_LEN ||
-        ch->len - PREFIX_LEN > CHANNEL_MAX_LEN)
-        return NULL;
-    const char *name = ch->str + PREFIX_LEN;
-    size_t len = (size_t)ch->len - PREFIX_LEN;
-    return *croom_slot(room_hash(name, len), name, len);
-}
-
-/* Everything the sub connection receives: confirmations and events. */
-static void on_sub_reply(redisAsyncContext *ac, void *reply, void *priv)
-{
-    (void)ac;
-    (void)priv;
-    redisReply *r = reply;
-    if (!r || r->type != REDIS_REPLY_ARRAY || r->elements < 3 ||
-        r->element[0]->type != REDIS_REPLY_STRING)
-        return; /* the connection is going (NULL), or not ours */
-    const char *kind = r->element[0]->str;
-    struct croom *cr = croom_of_channel(r->element[1]);
-    if (strcmp(kind, "message") == 0) {
-        atomic_fetch_add_explicit(&cluster_stats.events_in, 1, memory_order_relaxed);
-        redisReply *msg = r->element[2];
-        if (!cr || !cr->want || !cr->confirmed || msg->type != REDIS_REPLY_STRING)
-            return;
-        struct xmsg *m = bc_xmsg_new(cl.eng->workers[0], XM_CL_EVENT,
-                                     (struct span){cr->name, cr->len}, 0, (size_t)msg->len);
-        if (!m) {
-            cl.reset = true; /* no memory: resync everything rather than lose silently */
-            return;
-        }
-        m->from = (uint8_t)cl.id;
-        m->room_hash = cr->hash;
-        m->event_len = (uint32_t)msg->len;
-        memcpy(m->data + cr->len, msg->str, (size_t)msg->len);
-        if (cr->live) {
-            post(m, room_home(cr->hash, cl.eng->nworkers));
-            return;
-        }
-        if (cr->nbuf >= CLUSTER_SYNC_BUFFER) { /* sync again: the new one covers these */
-            free(m);
-            croom_drop_buf(cr);
-            cr->syncing = false;
-            start_sync(cr);
-            return;
-        }
-        m->next = NULL;
-        if (cr->buf_tail)
-            cr->buf_tail->next = m;
-        else
-            cr->buf = m;
-        cr->buf_tail = m;
-        cr->nbuf++;
-        return;
-    }
-    replied(&cl.sub);
-    if (!cr)
-        return;
-    if (strcmp(kind, "subscribe") == 0) {
-        cr->confirmed = true;
-        if (cr->want)
-            start_sync(cr);
-    } else if (strcmp(kind, "unsubscribe") == 0) {
-        cr->leaving = false;
-        atomic_fetch_sub_explicit(&cluster_stats.rooms, 1, memory_order_relaxed);
-        if (cr->want) {
-            subscribe(cr);
-            atomic_fetch_add_explicit(&cluster_stats.rooms, 1, memory_order_relaxed);
-        } else {
-            croom_free(cr);
-        }
-    }
-}
-
-static bool reply_u64(redisReply *r, uint64_t *out, bool hex)
-{
-    if (r->type == REDIS_REPLY_INTEGER) {
-        *out = (uint64_t)r->integer;
-        return !hex;
-    }
-    if (r->type != REDIS_REPLY_STRING)
-        return false;
-    if (hex)
-        return history_epoch_parse((struct span){r->str, r->len}, out);
-    *out = strtoull(r->str, NULL, 10);
-    return true;
-}
-
-static void on_sync_reply(redisAsyncContext *ac, void *reply, void *priv)
-{
-    (void)ac;
-    struct sync_ctx *x = priv;
-    redisReply *r = reply;
-    if (r)
-        replied(&cl.cmd);
-    struct croom *cr = *croom_slot(x->hash, x->name, x->len);
-    if (!cr || !cr->want || cr->gen != x->gen || !cr->syncing) {
-        free(x);
-        return; /* left, or asked again since: that sync answers */
-    }
-    cr->syncing = false;
-    uint64_t epoch, seq;
-    if (!r || r->type != REDIS_REPLY_ARRAY || r->elements != 3 ||
-        !reply_u64(r->element[0], &epoch, true) || !reply_u64(r->element[1], &seq, false) ||
-        r->element[2]->type != REDIS_REPLY_ARRAY) {
-        if (r)
-            log_error("cluster: sync of room '%.*s' failed: %s", (int)x->len, x->name,
-                      r->type == REDIS_REPLY_ERROR ? r->str : "unexpected reply");
-        cl.reset = true;
-        free(x);
-        return;
-    }
-    /* Entries come newest first: packed oldest first, a u32 length before each. */
-    redisReply *es = r->element[2];
-    size_t bytes = 0;
-    for (size_t i = 0; i < es->elements; i++) {
-        redisReply *e = es->element[i];
-        if (e->type == REDIS_REPLY_ARRAY && e->elements == 2 && e->element[1]->elements == 2)
-            bytes += 4 + (size_t)e->element[1]->element[1]->len;
-    }
-    struct xmsg *m =
-        bc_xmsg_new(cl.eng->workers[0], XM_CL_SYNC, (struct span){cr->name, cr->len}, 0, bytes);
-    if (!m) {
-        cl.reset = true;
-        free(x);
-        return;
-    }
-    m->from = (uint8_t)cl.id;
-    m->room_hash = cr->hash;
-    m->token = cr->gen;
-    m->epoch = epoch;
-    m->seq = seq;
-    char *p = m->data + cr->len;
-    for (size_t i = es->elements; i-- > 0;) {
-        redisReply *e = es->element[i];
-        if (e->type != REDIS_REPLY_ARRAY || e->elements != 2 || e->element[1]->elements != 2)
-            continue;
-        redisReply *v = e->element[1]->element[1];
-        uint32_t len = (uint32_t)v->len;
-        memcpy(p, &len, 4);
-        memcpy(p + 4, v->str, len);
-        p += 4 + len;
-        m->count++;
-    }
-    m->event_len = (uint32_t)bytes;
-    unsigned home = room_home(cr->hash, cl.eng->nworkers);
-    post(m, home);
-    /* What arrived while the script ran follows, in order; the home drops duplicates. */
-    while (cr->buf) {
-        struct xmsg *b = cr->buf;
-        cr->buf = b->next;
-        post(b, home);
-    }
-    cr->buf_tail = NULL;
-    cr->nbuf = 0;
-    cr->live = true;
-    free(x);
-}
-
-static void room_request(struct xmsg *m)
-{
-    struct croom **pp = croom_slot(m->room_hash, m->data, m->room_len);
-    struct croom *r = *pp;
-    if (m->type == XM_CL_SUB) {
-        if (!r) {
-            if (!(r = calloc(1, sizeof(*r) + m->room_len))) {
-                log_error("cluster: out of memory subscribing a room");
-                free(m);
-                return; /* its subscribers wait: the next reconnect will not know it either */
-            }
-            r->hash = m->room_hash;
-            r->len = m->room_len;
-            memcpy(r->name, m->data, m->room_len);
-            *pp = r;
-            atomic_fetch_add_explicit(&cluster_stats.rooms, 1, memory_order_relaxed);
-        }
-        r->want = true;
-        r->gen = (uint32_t)m->token;
-        r->live = false;
-        r->syncing = false; /* a sync in flight for an older generation is ignored */
-        croom_drop_buf(r);
-        if (!r->subscribed)
-            subscribe(r);
-        else if (r->confirmed)
-            start_sync(r);
-    } else if (r) { /* XM_CL_UNSUB */
-        r->want = false;
-        r->live = r->syncing = false;
-        croom_drop_buf(r);
-        if (r->subscribed && cl.sub_ready) {
-            if (room_cmd(&cl.sub, on_sub_reply, NULL, "UNSUBSCRIBE", r)) {
-                r->subscribed = r->confirmed = false;
-                r->leaving = true;
-            } else {
-                cl.reset = true;
-            }
-        } else if (!r->leaving) {
-            atomic_fetch_sub_explicit(&cluster_stats.rooms, 1, memory_order_relaxed);
-            croom_free(r);
-        }
-    }
-    free(m);
-}
-
-/* ---- publishes ---- */
-
-static void on_pub_reply(redisAsyncContext *ac, void *reply, void *priv)
-{
-    (void)ac;
-    struct xmsg *m = priv;
-    redisReply *r = reply;
-    if (r)
-        replied(&cl.cmd);
-    uint64_t epoch, seq, n;
-    if (!r || r->type != REDIS_REPLY_ARRAY || r->elements != 3 ||
-        !reply_u64(r->element[0], &epoch, true) || !reply_u64(r->element[1], &seq, false) ||
-        !reply_u64(r->element[2], &n, false)) {
-        if (r && r->type == REDIS_REPLY_ERROR)
-            log_error("cluster: publish failed: %s", r->str);
-        pub_fail(m);
-        return;
-    }
-    atomic_fetch_add_explicit(&cluster_stats.publishes, 1, memory_order_relaxed);
-    atomic_fetch_sub_explicit(&cluster_stats.pending, 1, memory_order_relaxed);
-    m->type = XM_PUB_ACK;
-    m->seq = seq;
-    m->epoch = epoch;
-    m->subscribers = n; /* nodes that received it */
-    post(m, m->from);
-}
-
-static void publish(struct xmsg *m)
-{
-    if (!cl.cmd_ready || !cl.sub_ready) {
-        pub_fail(m);
-        return;
-    }
-    size_t nl = m->room_len;
-    char meta[PREFIX_LEN + CHANNEL_MAX_LEN], stream[PREFIX_LEN + CHANNEL_MAX_LEN],
-        chan[PREFIX_LEN + CHANNEL_MAX_LEN], ms[24], hs[16], ep[17];
-    memcpy(meta, KEY_META, PREFIX_LEN);
-    memcpy(stream, KEY_STREAM, PREFIX_LEN);
-    memcpy(chan, KEY_CHAN, PREFIX_LEN);
-    memcpy(meta + PREFIX_LEN, m->data, nl);
-    memcpy(stream + PREFIX_LEN, m->data, nl);
-    memcpy(chan + PREFIX_LEN, m->data, nl);
-    snprintf(ms, sizeof(ms), "%lld", (long long)unix_ms());
-    snprintf(hs, sizeof(hs), "%u", cl.cfg->history_size);
-    history_epoch_format(fresh_epoch(), ep);
-    ep[16] = 0;
-    const char *p = m->data + nl;
-    const char *argv[] = {"EVALSHA", cl.pub_sha,       "2", meta, stream, chan, ms,
-                          p,         p + m->event_len, hs,  ep};
-    size_t lens[] = {7,
-                     40,
-                     1,
-                     PREFIX_LEN + nl,
-                     PREFIX_LEN + nl,
-                     PREFIX_LEN + nl,
-                     strlen(ms),
-                     m->event_len,
-                     m->payload_len,
-                     strlen(hs),
-                     16};
-    if (!command(&cl.cmd, on_pub_reply, m, 11, argv, lens)) {
-        pub_fail(m);
-        cl.reset = true;
-    }
 }
 
 /* ---- connections ---- */
@@ -796,7 +379,7 @@ static void on_setup_reply(redisAsyncContext *ac, void *reply, void *priv)
     (void)ac;
     if (!r)
         return;
-    replied(rc);
+    bus_replied(rc);
     if (r->type == REDIS_REPLY_ERROR) {
         log_error("cluster: Redis refused the connection's setup: %s", r->str);
         cl.reset = true;
@@ -808,7 +391,7 @@ static void on_ping_reply(redisAsyncContext *ac, void *reply, void *priv)
     (void)ac;
     (void)priv;
     if (reply)
-        replied(&cl.cmd);
+        bus_replied(&cl.cmd);
     cl.ping_out = false;
 }
 
@@ -855,9 +438,9 @@ static bool open_conn(struct rconn *rc)
     if (cl.pass[0]) {
         const char *a[] = {"AUTH", cl.user, cl.pass};
         if (cl.user[0])
-            command(rc, on_setup_reply, rc, 3, a, NULL);
+            bus_command(rc, on_setup_reply, rc, 3, a, NULL);
         else
-            command(rc, on_setup_reply, rc, 2, (const char *[]){"AUTH", cl.pass}, NULL);
+            bus_command(rc, on_setup_reply, rc, 2, (const char *[]){"AUTH", cl.pass}, NULL);
     }
     return true;
 }
@@ -878,7 +461,7 @@ static void teardown(void)
         while (*pp) {
             struct croom *r = *pp;
             r->subscribed = r->confirmed = r->leaving = r->syncing = r->live = false;
-            croom_drop_buf(r);
+            bus_croom_drop_buf(r);
             if (!r->want) {
                 *pp = r->next;
                 free(r);
@@ -898,8 +481,8 @@ static void teardown(void)
     cl.backoff_ms = b;
     uint32_t rnd = 0;
     if (getrandom(&rnd, sizeof(rnd), 0) != (ssize_t)sizeof(rnd))
-        rnd = (uint32_t)now_ms();
-    cl.next_try_ms = now_ms() + b * 3 / 4 + (int64_t)(rnd % (uint32_t)(b / 2 + 1));
+        rnd = (uint32_t)bus_now_ms();
+    cl.next_try_ms = bus_now_ms() + b * 3 / 4 + (int64_t)(rnd % (uint32_t)(b / 2 + 1));
     cl.reset = false;
 }
 
@@ -911,7 +494,7 @@ static void went_up(void)
     log_info("cluster: connected to Redis");
     for (unsigned b = 0; b < CROOM_BUCKETS; b++)
         for (struct croom *r = cl.rooms[b]; r; r = r->next)
-            subscribe(r);
+            bus_subscribe(r);
 }
 
 static void on_ready_reply(redisAsyncContext *ac, void *reply, void *priv)
@@ -921,7 +504,7 @@ static void on_ready_reply(redisAsyncContext *ac, void *reply, void *priv)
     (void)ac;
     if (!r)
         return;
-    replied(rc);
+    bus_replied(rc);
     if (r->type == REDIS_REPLY_ERROR) {
         log_error("cluster: Redis refused the connection's setup: %s", r->str);
         cl.reset = true;
@@ -944,13 +527,13 @@ static void connect_both(void)
     }
     char db[16];
     snprintf(db, sizeof(db), "%d", cl.db);
-    command(&cl.cmd, on_setup_reply, &cl.cmd, 2, (const char *[]){"SELECT", db}, NULL);
-    command(&cl.cmd, on_setup_reply, &cl.cmd, 3, (const char *[]){"SCRIPT", "LOAD", PUB_SCRIPT},
-            NULL);
-    command(&cl.cmd, on_setup_reply, &cl.cmd, 3, (const char *[]){"SCRIPT", "LOAD", SYNC_SCRIPT},
-            NULL);
-    command(&cl.cmd, on_ready_reply, &cl.cmd, 1, (const char *[]){"PING"}, NULL);
-    command(&cl.sub, on_ready_reply, &cl.sub, 1, (const char *[]){"PING"}, NULL);
+    bus_command(&cl.cmd, on_setup_reply, &cl.cmd, 2, (const char *[]){"SELECT", db}, NULL);
+    bus_command(&cl.cmd, on_setup_reply, &cl.cmd, 3, (const char *[]){"SCRIPT", "LOAD", PUB_SCRIPT},
+                NULL);
+    bus_command(&cl.cmd, on_setup_reply, &cl.cmd, 3,
+                (const char *[]){"SCRIPT", "LOAD", SYNC_SCRIPT}, NULL);
+    bus_command(&cl.cmd, on_ready_reply, &cl.cmd, 1, (const char *[]){"PING"}, NULL);
+    bus_command(&cl.sub, on_ready_reply, &cl.sub, 1, (const char *[]){"PING"}, NULL);
 }
 
 /* ---- the thread ---- */
@@ -968,9 +551,9 @@ static void take_requests(void)
         struct xmsg *next = m->next;
         m->next = NULL;
         if (m->type == XM_PUBLISH)
-            publish(m);
+            bus_publish(m);
         else
-            room_request(m);
+            bus_room_request(m);
         m = next;
     }
 }
@@ -986,14 +569,14 @@ static void *bus_main(void *arg)
     log_set_thread_name("bus");
     connect_both();
     while (!atomic_load(&cl.stop)) {
-        int64_t now = now_ms();
+        int64_t now = bus_now_ms();
         if (cl.reset)
             teardown();
         if (!cl.cmd.ac && !cl.sub.ac && now >= cl.next_try_ms)
             connect_both();
         if (cl.cmd_ready && !cl.ping_out && now - cl.cmd.progress_ms >= 1000 &&
             !cl.cmd.outstanding) {
-            if (command(&cl.cmd, on_ping_reply, NULL, 1, (const char *[]){"PING"}, NULL))
+            if (bus_command(&cl.cmd, on_ping_reply, NULL, 1, (const char *[]){"PING"}, NULL))
                 cl.ping_out = true;
         }
         if (timed_out(&cl.cmd, now) || timed_out(&cl.sub, now)) {
@@ -1036,7 +619,7 @@ static void *bus_main(void *arg)
     teardown();
     for (unsigned b = 0; b < CROOM_BUCKETS; b++)
         while (cl.rooms[b])
-            croom_free(cl.rooms[b]);
+            bus_croom_free(cl.rooms[b]);
     reap_ring();
     return NULL;
 }
