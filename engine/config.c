@@ -50,7 +50,8 @@ struct opt {
 static bool is_secret(const struct opt *o)
 {
     return strcmp(o->name, "api-key") == 0 || strcmp(o->name, "metrics-key") == 0 ||
-           strcmp(o->name, "jwt-secret") == 0;
+           strcmp(o->name, "jwt-secret") == 0 ||
+           strcmp(o->name, "redis") == 0; /* the URL may hold a password */
 }
 
 /* A field's place and width in struct rc_config. */

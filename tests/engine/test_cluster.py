@@ -581,3 +581,36 @@ def test_loadgen_across_nodes(start_engine, redis):
             return sum(float(l.split()[1]) for l in r.read().decode().splitlines()
                        if l.startswith("ringcast_websocket_upgrades_total"))
     assert [upgrades(n.port) for n in nodes] == [2, 20, 20]
+
+
+def test_password_and_database(start_engine):
+    """redis://:password@host:port/db: a wrong password is exit 2 naming Redis's refusal (and
+    never printing the password); the right one works, keys land in the database asked."""
+    r = Redis.__new__(Redis)
+    r.port = free_port()
+    r.proc = subprocess.Popen([REDIS, "--port", str(r.port), "--bind", "127.0.0.1", "--save", "",
+                               "--appendonly", "no", "--requirepass", "s3cret"],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 5
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", r.port), timeout=0.5).close()
+                break
+            except OSError:
+                assert time.monotonic() < deadline
+                time.sleep(0.05)
+        p = subprocess.run([BINARY, "--port", str(free_port()), "--redis",
+                            f"redis://:wr0ng@127.0.0.1:{r.port}"],
+                           capture_output=True, text=True, timeout=20)
+        assert p.returncode == 2 and "AUTH" in p.stderr and "wr0ng" not in p.stderr, p.stderr
+        e = node(start_engine, f"redis://:s3cret@127.0.0.1:{r.port}/3")
+        assert "s3cret" not in e.stderr()
+        st, body = http(e.port, "POST", "/api/publish", {"channel": "pw", "data": 1})
+        assert st == 200 and body["seq"] == 1, body
+        with socket.create_connection(("127.0.0.1", r.port)) as s:
+            s.sendall(b"AUTH s3cret\r\nSELECT 3\r\nEXISTS rc:m:pw\r\n")
+            time.sleep(0.2)
+            assert s.recv(4096) == b"+OK\r\n+OK\r\n:1\r\n"
+    finally:
+        r.stop()
