@@ -32,17 +32,24 @@ class Redis:
     which is the failure the epoch exists to report."""
 
     def __init__(self, port=None):
-        self.port = port or free_port()
         self.proc = None
-        self.start()
+        for attempt in range(3):  # a free port can be taken before redis-server binds it
+            self.port = port or free_port()
+            try:
+                self.start()
+                return
+            except RuntimeError:
+                self.stop()
+                if attempt == 2:
+                    raise
 
     def start(self):
         self.proc = subprocess.Popen(
             [REDIS, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
              "--appendonly", "no", "--protected-mode", "no"],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        deadline = time.monotonic() + 5
-        while time.monotonic() < deadline:
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and self.proc.poll() is None:
             try:
                 with socket.create_connection(("127.0.0.1", self.port), timeout=0.5) as s:
                     s.sendall(b"PING\r\n")
