@@ -105,7 +105,7 @@ void bc_room_release(struct worker *w, struct room *r)
 {
     if (w->eng->cluster && r->is_home)
         cluster_home_check(w, r); /* may drop the history: it is Redis's, kept while subscribed */
-    if (r->nlocal || r->count_dirty || r->has_waiters)
+    if (r->nlocal || r->count_dirty || r->has_waiters || r->cl_wait || r->cl_hold)
         return;
     if (!r->is_home) {
         if (r->join != ROOM_JOIN_PENDING && r->sent_count == 0)

@@ -93,6 +93,9 @@ bool cluster_home_subscribe(struct conn *c, struct room *r, struct member *m, st
 /* An XM_COUNT (asking an ack) or XM_RESUME reached the home of a room not synced yet: it waits
  * for the SYNC. True when it took m. */
 bool cluster_home_defer(struct worker *w, struct room *r, struct xmsg *m);
+/* An XM_POLL on the home of a room the bus has not synced: it waits for the SYNC (the room
+ * is followed while polls wait on it). True when it took m. */
+bool cluster_home_poll(struct worker *w, struct xmsg *m);
 /* The home room's node-wide interest may have changed: subscribe or unsubscribe in Redis. */
 void cluster_home_check(struct worker *w, struct room *r);
 /* A remote join was refused (XM_JOIN_ACK with unavail: the bus was down): r's waiting

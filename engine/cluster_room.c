@@ -106,8 +106,8 @@ void cluster_home_check(struct worker *w, struct room *r)
 {
     if (cluster_local_room(room_name(r)))
         return;
-    if (r->nlocal || r->remote) {
-        want(w, r);
+    if (r->nlocal || r->remote || r->cl_wait || r->has_waiters || r->cl_hold) {
+        want(w, r); /* subscribers, or polls (waiting for the sync, or parked) */
         return;
     }
     if (r->cl_state == CL_NONE)
@@ -201,6 +201,25 @@ bool cluster_home_defer(struct worker *w, struct room *r, struct xmsg *m)
     return true;
 }
 
+bool cluster_home_poll(struct worker *w, struct xmsg *m)
+{
+    struct span name = {m->data, m->room_len};
+    if (cluster_local_room(name))
+        return false;
+    struct room *r = room_find(&w->rooms, m->room_hash, name.base, name.len);
+    if (r && r->cl_state == CL_SYNCED)
+        return false;
+    if (!bus_up() && !(r && r->cl_wait))
+        return false; /* answered from what this node has: nothing, "recovered":false */
+    if (!r && !(history_make_room(w) && (r = room_get(&w->rooms, m->room_hash, name.base, name.len,
+                                                      true, w->eng->nworkers))))
+        return false; /* at max-rooms, or no memory: answered as a room this node lacks */
+    room_idle_del(&w->rooms, r);
+    wait_push(r, m);
+    want(w, r);
+    return true;
+}
+
 void cluster_room_free(struct room *r)
 {
     while (r->cl_wait) {
@@ -258,10 +277,10 @@ static void run_waiting(struct worker *w, struct room *r)
             unsigned to = m->from;
             m->from = (uint8_t)w->id;
             bc_post(w, to, m);
-        } else if (m->from == w->id) {
+        } else if (m->type == XM_RESUME && m->from == w->id) {
             local_answer(w, r, m);
         } else {
-            bc_on_xmsg(w, m); /* XM_RESUME from another worker: the room is synced now */
+            bc_on_xmsg(w, m); /* a resume from another worker, a poll: the room is synced */
         }
         m = next;
     }
@@ -395,7 +414,9 @@ static void on_sync(struct worker *w, struct xmsg *m)
     free(m);
     if (first) {
         r->cl_state = CL_SYNCED;
+        r->cl_hold = true; /* answering a poll may release r: not before the last answer */
         run_waiting(w, r);
+        r->cl_hold = false;
     }
     bc_room_release(w, r);
 }

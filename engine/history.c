@@ -1,5 +1,6 @@
 /* history.c - room history, epochs, idle rooms and long polls (see history.h). */
 #include "history.h"
+#include "cluster.h"
 
 #include <stdatomic.h>
 #include <stdlib.h>
@@ -255,6 +256,8 @@ static void poll_answer(struct worker *w, struct room *r, struct xmsg *m)
 void history_on_poll(struct worker *w, struct xmsg *m)
 {
     struct span name = {m->data, m->room_len};
+    if (w->eng->cluster && cluster_home_poll(w, m))
+        return; /* answered here once the bus has synced the room (cluster.h) */
     struct room *r = room_find(&w->rooms, m->room_hash, name.base, name.len);
     uint32_t first, n;
     uint64_t last;

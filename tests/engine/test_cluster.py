@@ -621,3 +621,40 @@ def test_password_and_database(start_engine):
             assert s.recv(4096) == b"+OK\r\n+OK\r\n:1\r\n"
     finally:
         r.stop()
+
+
+def test_poll_on_a_node_without_subscribers(start_engine, redis):
+    """GET /api/poll on a node that follows nothing: the node syncs the room from Redis for the
+    poll (the events, seq and epoch every node agrees on); a long poll is answered by an event
+    published on another node; the node leaves the room afterwards."""
+    a, b = node(start_engine, redis.url), node(start_engine, redis.url)
+    for i in range(5):
+        assert http(a.port, "POST", "/api/publish", {"channel": "polled", "data": i})[0] == 200
+    st, body = http(b.port, "GET", "/api/poll/polled?since=0")
+    assert st == 200 and body["recovered"] is True and body["seq"] == 5, body
+    assert [e["data"] for e in body["events"]] == [0, 1, 2, 3, 4]
+    epoch = body["epoch"]
+    st, body = http(b.port, "GET", f"/api/poll/polled?since=3&epoch={epoch}")
+    assert [e["seq"] for e in body["events"]] == [4, 5] and body["recovered"] is True, body
+    st, body = http(b.port, "GET", "/api/poll/polled?since=2&epoch=00000000000000aa")
+    assert body["recovered"] is False and body["epoch"] == epoch and body["seq"] == 5, body
+
+    result = {}
+
+    def long_poll():
+        result["r"] = http(b.port, "GET", f"/api/poll/polled?since=5&epoch={epoch}&wait=10",
+                           timeout=15)
+
+    t = threading.Thread(target=long_poll)
+    t0 = time.monotonic()
+    t.start()
+    time.sleep(0.5)
+    assert http(a.port, "POST", "/api/publish", {"channel": "polled", "data": 5})[0] == 200
+    t.join(15)
+    st, body = result["r"]
+    assert st == 200 and [e["data"] for e in body["events"]] == [5], body
+    assert time.monotonic() - t0 < 5
+    deadline = time.monotonic() + 5  # not followed once nobody waits (the next sweep)
+    while metrics(b.port)["ringcast_redis_rooms"] != 0:
+        assert time.monotonic() < deadline, "the node still follows a room nobody polls"
+        time.sleep(0.05)
