@@ -20,9 +20,9 @@ for a in "$@"; do
 done
 
 build_pkgs=(meson ninja-build pkg-config gcc liburing-dev libssl-dev libjsmn-dev libinih-dev
-  libsystemd-dev util-linux)
+  libsystemd-dev libhiredis-dev util-linux)
 pkgs=(
-  "${build_pkgs[@]}" clang libclang-rt-14-dev clang-format libhiredis-dev
+  "${build_pkgs[@]}" clang libclang-rt-14-dev clang-format
   python3 python3-websockets python3-pytest openssl
   libwebsockets-dev redis-server chromium
   procps psmisc curl prometheus systemd
