@@ -88,7 +88,7 @@ struct xmsg {
     uint32_t nframes;    /* *_ACK: frame references after the room name (bc_xmsg_frames) */
     bool recovered;
     int64_t t0_ns; /* XM_PUBLISH: when the publish was received (metrics.h) */
-    bool unavail; /* XM_PUB_ACK: the cluster bus (Redis) could not take it: UNAVAILABLE */
+    bool unavail;  /* XM_PUB_ACK: the cluster bus (Redis) could not take it: UNAVAILABLE */
     /* Aligned: gathered answers (http_stats.c) place structs after the room name. */
     _Alignas(8) char data[]; /* room (unescaped), event (escaped), payload (raw JSON), id */
 };
