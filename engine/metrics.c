@@ -42,6 +42,7 @@ static const char *const error_codes[METRICS_NERRORS] = {
     "TOO_MANY_SUBSCRIPTIONS",
     "UNAUTHORIZED",
     "UNKNOWN_REQUEST",
+    "UNAVAILABLE", /* cluster mode: Redis down (docs/cluster.md) */
 };
 
 unsigned metrics_error_index(const char *code)

@@ -12,7 +12,7 @@
 #include <stdint.h>
 
 /* Error codes counted (metrics_error_index), "other" included. */
-#define METRICS_NERRORS 21
+#define METRICS_NERRORS 22
 /* Buckets of the publish-to-last-send histogram: 16 bounds, 10 us to 1 s, and +Inf. */
 #define METRICS_LAT_NB 17
 

@@ -485,6 +485,10 @@ def test_bounded_while_redis_is_down(start_engine, redis):
         text = r.read().decode()
     assert "ringcast_redis_queue_depth 0" in text
     assert "ringcast_redis_up 0" in text
+    # counted by code too, like every error answer
+    n = sum(float(l.split()[1]) for l in text.splitlines()
+            if l.startswith("ringcast_errors_total{") and 'code="UNAVAILABLE"' in l)
+    assert n == 300 + 8, n
 
 
 def test_subscribe_unsubscribe_churn(start_engine, redis):
