@@ -662,6 +662,7 @@ static void *worker_main(void *arg)
         if (r)
             log_warn("cannot pin to CPU %d: %s", w->cpu, strerror(r));
     }
+    frame_cache_on();
     int err = setup_ring(w);
     struct engine *eng = w->eng;
     pthread_mutex_lock(&eng->lock);
@@ -677,6 +678,7 @@ static void *worker_main(void *arg)
     pthread_mutex_unlock(&eng->lock);
     if (go < 0) {
         teardown_ring(w);
+        frame_cache_off();
         return NULL;
     }
     update_clock(w);
@@ -700,6 +702,7 @@ static void *worker_main(void *arg)
     /* From now on other workers drop what they would post here (worker.c, post). */
     atomic_store_explicit(&w->gone, true, memory_order_release);
     teardown_ring(w);
+    frame_cache_off();
     return NULL;
 }
 
