@@ -16,8 +16,11 @@
  * allocations from them. A block is a plain malloc block of its class's size, so any thread can
  * free() it; a thread without a cache, or a class whose list is full, just frees. The class is
  * recomputed from the frame (cap and room.len are fixed at allocation), so frames carry no tag.
- * Under AddressSanitizer the cache is off, so a use after free is still caught. */
-#if defined(__SANITIZE_ADDRESS__)
+ * Under AddressSanitizer the cache is off, so a use after free is still caught (build with
+ * -DRINGCAST_FRAME_CACHE_FORCE to check the cache itself there, leaks included). */
+#if defined(RINGCAST_FRAME_CACHE_FORCE) /* to test the cache itself under the sanitizers */
+#define FRAME_CACHE_ENABLED 1
+#elif defined(__SANITIZE_ADDRESS__)
 #define FRAME_CACHE_ENABLED 0
 #elif defined(__has_feature)
 #if __has_feature(address_sanitizer)

@@ -63,14 +63,19 @@ static void oq_put(struct worker *w, struct outq *q)
     w->oq_pool_n++;
 }
 
-void sendq_pool_free(struct worker *w)
+void sendq_pool_trim(struct worker *w, unsigned keep)
 {
-    while (w->oq_pool) {
+    while (w->oq_pool && w->oq_pool_n > keep) {
         struct outq *q = w->oq_pool;
         w->oq_pool = q->pool_next;
+        w->oq_pool_n--;
         free(q);
     }
-    w->oq_pool_n = 0;
+}
+
+void sendq_pool_free(struct worker *w)
+{
+    sendq_pool_trim(w, 0);
 }
 
 bool sendq_empty(const struct conn *c)

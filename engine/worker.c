@@ -512,6 +512,9 @@ static void on_tick(struct worker *w)
      * messages and send queues were: once the burst is over, give those pages back, so an
      * idle connection costs its struct and memberships, not its setup's peak. */
     if (w->m.accepted - w->trim_accepted >= 256 && w->tick - w->last_accept_tick >= 5) {
+        sendq_pool_trim(w, OUTQ_POOL_IDLE);
+        frame_cache_off(); /* the blocks it kept go back too; it refills from the next frees */
+        frame_cache_on();
         malloc_trim(0);
         w->trim_accepted = w->m.accepted;
     }
