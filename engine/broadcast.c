@@ -430,20 +430,25 @@ void bc_leave_all(struct conn *c)
 
 /* ---- publish ---- */
 
-/* Queues f on every local subscriber of r that is not waiting for its join ack. One atomic
- * add covers them all; each queue then owns one reference. A push never closes or frees
- * anything (a slow consumer is only marked), so the walk needs no care. */
+/* Queues f on every local subscriber of r that is not waiting for its join ack or its
+ * resume, in one walk of the member list: one atomic add takes a reference for every member
+ * (nlocal counts the waiting ones too), each queue then owns one, and one atomic sub gives
+ * back those of the members skipped. The caller still holds its own reference, so neither can
+ * free f, and a push never closes or frees anything (a slow consumer is only marked). */
 static void deliver_local(struct worker *w, struct room *r, struct frame *f)
 {
-    uint32_t n = 0;
-    for (struct member *m = r->members; m; m = m->rnext)
-        n += !m->pend && !m->resume;
-    if (!n)
+    uint32_t total = r->nlocal, n = 0;
+    if (!total)
         return;
-    frame_ref(f, n);
-    for (struct member *m = r->members; m; m = m->rnext)
-        if (!m->pend && !m->resume)
-            sendq_push(m->conn, f);
+    frame_ref(f, total);
+    for (struct member *m = r->members; m; m = m->rnext) {
+        if (m->pend || m->resume)
+            continue;
+        sendq_push(m->conn, f);
+        n++;
+    }
+    if (n < total)
+        frame_unref(f, total - n);
     w->m.deliveries += n;
     metrics_lat_mark(&w->lat, f->t0_ns);
 }

@@ -22,6 +22,7 @@
 
 #include "proto/json.h"
 #include "proto/span.h"
+#include "proto/ws_frame.h"
 
 struct frame {
     _Atomic uint32_t refs;
@@ -63,5 +64,37 @@ static inline void frame_ref(struct frame *f, uint32_t n)
 
 /* Drops one reference; frees the frame when it was the last. */
 void frame_release(struct frame *f);
+
+/* Drops n references the caller took too many (deliver_local's upper bound); the caller still
+ * holds one of its own, so this never frees. */
+static inline void frame_unref(struct frame *f, uint32_t n)
+{
+    atomic_fetch_sub_explicit(&f->refs, n, memory_order_relaxed);
+}
+
+/* Frames up to this many bytes (header, reserved payload and room name) come from size classes
+ * of FRAME_CLASS bytes that a worker recycles (frame.c); larger ones are plain malloc blocks. */
+#define FRAME_CACHE_BLOCK_MAX 1024
+#define FRAME_CLASS           64
+
+/* The bytes the block of a frame with cap and room_len takes: its size class when small. */
+static inline size_t frame_size_class(size_t cap, size_t room_len)
+{
+    size_t n = sizeof(struct frame) + WS_MAX_HEADER_UNMASKED + cap + room_len;
+    return n <= FRAME_CACHE_BLOCK_MAX ? (n + FRAME_CLASS - 1) / FRAME_CLASS * FRAME_CLASS : n;
+}
+
+/* The bytes f's block really takes, for the send queues' memory charge (cap and room.len do not
+ * change after frame_alloc). */
+static inline size_t frame_block_size(const struct frame *f)
+{
+    return frame_size_class(f->cap, f->room.len);
+}
+
+/* The calling thread keeps the small frame blocks it frees for its next frame_alloc (workers,
+ * from start to teardown); frame_cache_off frees what it kept and stops. Threads that never
+ * call frame_cache_on allocate and free directly. */
+void frame_cache_on(void);
+void frame_cache_off(void);
 
 #endif

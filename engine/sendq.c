@@ -29,8 +29,7 @@ static inline struct frame *entry_frame(struct frame *e)
 
 uint64_t sendq_frame_cost(const struct frame *f)
 {
-    return sizeof(*f) + WS_MAX_HEADER_UNMASKED + f->cap + f->room.len + MALLOC_OVERHEAD +
-           sizeof(struct frame *);
+    return frame_block_size(f) + MALLOC_OVERHEAD + sizeof(struct frame *);
 }
 
 /* NULL when memory is short: the caller refuses the frame as it would at the cap. */
@@ -65,14 +64,19 @@ static void oq_put(struct worker *w, struct outq *q)
     w->oq_pool_n++;
 }
 
-void sendq_pool_free(struct worker *w)
+void sendq_pool_trim(struct worker *w, unsigned keep)
 {
-    while (w->oq_pool) {
+    while (w->oq_pool && w->oq_pool_n > keep) {
         struct outq *q = w->oq_pool;
         w->oq_pool = q->pool_next;
+        w->oq_pool_n--;
         free(q);
     }
-    w->oq_pool_n = 0;
+}
+
+void sendq_pool_free(struct worker *w)
+{
+    sendq_pool_trim(w, 0);
 }
 
 bool sendq_empty(const struct conn *c)
@@ -335,12 +339,18 @@ static bool submit_send(struct conn *c)
         return false;
     q->iov[0].iov_base = (uint8_t *)q->iov[0].iov_base + q->off;
     q->iov[0].iov_len -= q->off;
-    memset(&q->msg, 0, sizeof(q->msg));
-    q->msg.msg_iov = q->iov;
-    q->msg.msg_iovlen = n;
     q->inflight = n;
     struct io_uring_sqe *sqe = worker_sqe(c->w);
-    io_uring_prep_sendmsg(sqe, c->fd, &q->msg, MSG_NOSIGNAL);
+    if (n == 1) {
+        /* One frame (a small room's event, a lone reply): a plain send, as cheap as the
+         * floor's; the kernel then copies and checks no msghdr and no iovec. */
+        io_uring_prep_send(sqe, c->fd, q->iov[0].iov_base, q->iov[0].iov_len, MSG_NOSIGNAL);
+    } else {
+        memset(&q->msg, 0, sizeof(q->msg));
+        q->msg.msg_iov = q->iov;
+        q->msg.msg_iovlen = n;
+        io_uring_prep_sendmsg(sqe, c->fd, &q->msg, MSG_NOSIGNAL);
+    }
     io_uring_sqe_set_data64(sqe, ud_make(c, UD_SEND));
     c->flags |= CONN_SEND_BUSY;
     c->ops++;

@@ -48,8 +48,12 @@ struct worker;
 #define OUTQ_IOV 32
 /* Frame pointers held without a second allocation. */
 #define OUTQ_INLINE 16
-/* Idle blocks a worker keeps for reuse. */
-#define OUTQ_POOL_MAX 64
+/* Idle blocks a worker keeps for reuse: enough for every queue of a fan-out to a thousand
+ * subscribers to come back to the pool and leave it again without malloc/free (about 760 KiB
+ * at most); after a burst of connections the pool is trimmed to OUTQ_POOL_IDLE
+ * (sendq_pool_trim), so idle connections do not pay for their setup's peak. */
+#define OUTQ_POOL_MAX  1024
+#define OUTQ_POOL_IDLE 64
 
 /* WebSocket close code for a slow consumer (ringcast's own, documented in docs/protocol.md). */
 #define CLOSE_SLOW_CONSUMER 4008
@@ -110,5 +114,7 @@ void sendq_discard(struct conn *c);
 bool sendq_empty(const struct conn *c);
 /* Frees the worker's pool of idle blocks. */
 void sendq_pool_free(struct worker *w);
+/* Frees idle blocks beyond keep. */
+void sendq_pool_trim(struct worker *w, unsigned keep);
 
 #endif

@@ -521,6 +521,9 @@ static void on_tick(struct worker *w)
      * messages and send queues were: once the burst is over, give those pages back, so an
      * idle connection costs its struct and memberships, not its setup's peak. */
     if (w->m.accepted - w->trim_accepted >= 256 && w->tick - w->last_accept_tick >= 5) {
+        sendq_pool_trim(w, OUTQ_POOL_IDLE);
+        frame_cache_off(); /* the blocks it kept go back too; it refills from the next frees */
+        frame_cache_on();
         malloc_trim(0);
         w->trim_accepted = w->m.accepted;
     }
@@ -688,6 +691,7 @@ static void *worker_main(void *arg)
         if (r)
             log_warn("cannot pin to CPU %d: %s", w->cpu, strerror(r));
     }
+    frame_cache_on();
     int err = setup_ring(w);
     struct engine *eng = w->eng;
     pthread_mutex_lock(&eng->lock);
@@ -703,6 +707,7 @@ static void *worker_main(void *arg)
     pthread_mutex_unlock(&eng->lock);
     if (go < 0) {
         teardown_ring(w);
+        frame_cache_off();
         return NULL;
     }
     update_clock(w);
@@ -726,6 +731,7 @@ static void *worker_main(void *arg)
     /* From now on other workers drop what they would post here (worker.c, post). */
     atomic_store_explicit(&w->gone, true, memory_order_release);
     teardown_ring(w);
+    frame_cache_off();
     return NULL;
 }
 

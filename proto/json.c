@@ -635,9 +635,15 @@ void jw_i64(struct jw *w, int64_t v)
 
 void jw_timestamp(struct jw *w, int64_t unix_ms)
 {
-    char buf[JSON_TIMESTAMP_LEN + 2];
-    buf[0] = '"';
-    json_timestamp(buf + 1, unix_ms);
-    buf[JSON_TIMESTAMP_LEN + 1] = '"';
+    /* Formatted once per millisecond and thread: a worker writes every event and reply of one
+     * loop iteration with the same clock reading. */
+    static _Thread_local int64_t last_ms = -1;
+    static _Thread_local char buf[JSON_TIMESTAMP_LEN + 2];
+    if (unix_ms != last_ms) {
+        buf[0] = '"';
+        json_timestamp(buf + 1, unix_ms);
+        buf[JSON_TIMESTAMP_LEN + 1] = '"';
+        last_ms = unix_ms;
+    }
     jw_raw(w, buf, sizeof(buf));
 }
