@@ -47,6 +47,8 @@ struct rc_config {
     unsigned per_ip_table_size;                /* entries of the per-IP table */
     unsigned history_size;                     /* events kept per room (history.h); 0 = none */
     unsigned history_ttl;                      /* seconds an event is kept; 0 = until pushed out */
+    unsigned presence_max;    /* rooms with more members: presence is a count, no events */
+    unsigned presence_events; /* 1: every member gets $presence.join/leave (presence.h) */
     enum log_level log_level;
     char log_file[256];    /* empty: stderr */
     char config_file[256]; /* empty when none */

@@ -15,7 +15,9 @@
 #include "connlog.h"
 #include "dispatch.h"
 #include "frame.h"
+#include "history.h"
 #include "log.h"
+#include "presence.h"
 #include "proto/json.h"
 #include "proto/utf8.h"
 #include "sendq.h"
@@ -211,7 +213,7 @@ static struct span raw_value(const char *json, const jsmntok_t *t)
 static struct frame *render_publish(struct worker *w, struct http_job *job)
 {
     (void)w;
-    size_t cap = 128 + job->nres * 128;
+    size_t cap = 128 + job->nres * 160;
     const char *name = job->names;
     for (unsigned i = 0; i < job->nres; i++, name += strlen(name) + 1)
         cap += strlen(name);
@@ -237,9 +239,13 @@ static struct frame *render_publish(struct worker *w, struct http_job *job)
                         "memory: retry later\"}}");
             continue;
         }
+        char ep[HISTORY_EPOCH_HEX];
+        history_epoch_format(r->epoch, ep);
         jw_lit(&jw, "\",\"seq\":");
         jw_u64(&jw, r->seq);
-        jw_lit(&jw, ",\"subscribers\":");
+        jw_lit(&jw, ",\"epoch\":\"");
+        jw_raw(&jw, ep, sizeof(ep));
+        jw_lit(&jw, "\",\"subscribers\":");
         jw_u64(&jw, r->subscribers);
         jw_lit(&jw, "}");
         total += r->subscribers;
@@ -266,13 +272,13 @@ static void pub_put(struct worker *w, struct http_job *job)
         http_job_finish(w, job, render_publish(w, job));
 }
 
-void http_api_pub_ack(struct worker *w, void *ctx, uint32_t idx, uint64_t seq, uint64_t subscribers,
-                      bool err)
+void http_api_pub_ack(struct worker *w, void *ctx, uint32_t idx, uint64_t seq, uint64_t epoch,
+                      uint64_t subscribers, bool err)
 {
     struct http_job *job = ctx;
     if (!job) /* the engine's own publish (sys_stats.c): nobody waits for it */
         return;
-    job->res[idx] = (struct http_pub_result){seq, subscribers, err, true};
+    job->res[idx] = (struct http_pub_result){seq, subscribers, err, true, epoch};
     pub_put(w, job);
 }
 
@@ -380,7 +386,8 @@ static void do_publish(struct conn *c, struct span body, bool multi, bool keep_a
         struct http_pub_result *r = &job->res[i];
         w->m.http_publishes++;
         job->waiting++;
-        switch (bc_publish_http(w, name, event, payload, job, i, &r->seq, &r->subscribers)) {
+        switch (
+            bc_publish_http(w, name, event, payload, job, i, &r->seq, &r->epoch, &r->subscribers)) {
         case BC_HTTP_SENT: break;
         case BC_HTTP_DONE:
             r->done = true;
@@ -545,6 +552,8 @@ static void handle(struct conn *c, const struct http_request *req, struct span b
     }
     if (poll)
         http_poll_start(c, (struct span){path.base + 10, path.len - 10}, req->query, keep_alive);
+    else if (room && path.len > 20 && memcmp(path.base + path.len - 9, "/presence", 9) == 0)
+        presence_http(c, (struct span){path.base + 11, path.len - 20}, keep_alive);
     else if (room)
         http_stats_start(c, JOB_ROOM, keep_alive, (struct span){path.base + 11, path.len - 11});
     else

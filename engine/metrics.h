@@ -43,6 +43,11 @@ struct metrics {
     uint64_t resumes_lost;    /* ... answered "recovered":false */
     uint64_t replayed;        /* history frames sent to resuming members (home) */
     uint64_t history_evicted; /* idle rooms freed with their history under max-rooms */
+
+    /* Presence (presence.h) */
+    uint64_t presence_requests; /* presence lists asked here (WebSocket and HTTP) */
+    uint64_t presence_events;   /* $presence.join/leave frames queued to members */
+    uint64_t presence_dropped;  /* presence events or records not sent (full link or outbox) */
 };
 
 struct worker;

@@ -202,6 +202,12 @@ bool metrics_prom_render(const struct metrics_snap *snaps, unsigned n, int64_t u
            m.replayed);
     FAMILY("ringcast_history_evicted_total", "counter",
            "Rooms kept only by history, freed at max-rooms.", m.history_evicted);
+    FAMILY("ringcast_presence_requests_total", "counter", "Presence lists asked for.",
+           m.presence_requests);
+    FAMILY("ringcast_presence_events_total", "counter",
+           "$presence.join/leave events queued to members.", m.presence_events);
+    FAMILY("ringcast_presence_dropped_total", "counter",
+           "Presence events or records not sent (a full link or outbox).", m.presence_dropped);
     FAMILY("ringcast_rate_limited_total", "counter",
            "Messages and requests refused by the rate limit.", m.rate_limited);
     FAMILY("ringcast_overloaded_total", "counter",

@@ -98,6 +98,7 @@ static void room_free(struct room_table *t, struct room *r)
 {
     atomic_fetch_sub_explicit(t->total, 1, memory_order_relaxed);
     history_free(r->hist);
+    free(r->pres); /* presence.h: plain counts, one allocation */
     free(r->wcount);
     free(r);
 }

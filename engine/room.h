@@ -37,6 +37,7 @@
 struct conn;
 struct frame;
 struct history;
+struct presence_room;
 struct xmsg;
 
 /* A "subscribed" reply held in its connection's queue until the home acks the join. */
@@ -89,6 +90,8 @@ struct room {
     uint64_t mask;    /* workers (other than the home) with subscribers */
     uint64_t remote;  /* subscribers on other workers */
     uint32_t *wcount; /* per-worker counts, nworkers entries; NULL with one worker */
+    /* presence.h: members that opted in to join/leave events; NULL until the first */
+    struct presence_room *pres;
     /* Delivery guarantees (history.h). On the home: the room's epoch (random at creation,
      * never 0), its last events and the long polls waiting for the next one. Elsewhere: the
      * home's epoch as its join ack said (stable while we have subscribers: they keep the home's
