@@ -157,8 +157,7 @@ static void emit(struct worker *w, struct room *r, int kind, unsigned worker, ui
         jw_str(&jw, user.base, user.len);
     }
     jw_lit(&jw, "}");
-    bool remote = r->mask != 0;
-    struct frame *f = frame_alloc(jw.len + r->esc_len + 160, remote ? r->name_len : 0);
+    struct frame *f = frame_alloc(jw.len + r->esc_len + 160, 0);
     if (!f) {
         w->m.alloc_failures++;
         w->m.presence_dropped++;
@@ -297,7 +296,7 @@ void presence_flush_to(struct worker *w, unsigned home)
     struct outbox *o = s ? &s->out[home] : NULL;
     if (!o || !o->nrec || !worker_link_open(w, home))
         return; /* waits: the records keep their order behind nothing else */
-    struct xmsg *x = bc_xmsg_new(w, XM_PRES_RECORDS, SPAN_NULL, 0, o->len);
+    struct xmsg *x = bc_xmsg_new(w, XM_PRES_RECORDS, (struct span){"", 0}, 0, o->len);
     if (!x) {
         w->m.alloc_failures++;
         return;
