@@ -437,7 +437,8 @@ static char *render(struct worker *w, struct pres_job *j, size_t *len)
     if (trunc) {
         jw_lit(&jw, ",\"members\":null,\"truncated\":true}");
     } else {
-        qsort(j->e, j->n, sizeof(*j->e), entry_cmp);
+        if (j->n > 1)
+            qsort(j->e, j->n, sizeof(*j->e), entry_cmp);
         jw_lit(&jw, ",\"members\":[");
         for (uint32_t i = 0; i < j->n; i++) {
             char id[40];
