@@ -371,3 +371,62 @@ def test_resubscribe_with_since_is_idempotent(start_engine):
         await p.close()
 
     run(go())
+
+
+def test_opt_in_with_a_second_subscribe(start_engine):
+    e = start_engine("--threads", "2", "--rate-limit", "0")
+
+    async def go():
+        a, _ = await connect(e.url)
+        await sub(a, "pr-late")
+        b, bid = await connect(e.url)
+        await sub(b, "pr-late")
+        await assert_silent(a, 0.3)  # not opted in: no join
+        await sub(a, "pr-late", presence=True)  # already in: answered again, events from now
+        c, cid = await connect(e.url)
+        await sub(c, "pr-late")
+        ev = await recv_json(a)
+        assert ev["event"] == "$presence.join" and ev["data"]["connection_id"] == \
+            cid["data"]["connection_id"], ev
+        await b.close()
+        ev = await recv_json(a)
+        assert ev["event"] == "$presence.leave" and ev["data"]["connection_id"] == \
+            bid["data"]["connection_id"], ev
+        r = await request(a, "subscribe", {"channel": "pr-late", "presence": 1})
+        assert r["type"] == "error" and r["data"]["code"] == "INVALID_MESSAGE", r
+        for ws in (a, c):
+            await ws.close()
+
+    run(go())
+
+
+@pytest.mark.parametrize("threads", [1, 3])
+def test_http_publish_answers_carry_the_epoch(start_engine, threads):
+    e = start_engine("--threads", str(threads), "--rate-limit", "0", "--api-key", KEY)
+
+    def post(path, body):
+        c = http.client.HTTPConnection("127.0.0.1", e.port, timeout=5)
+        c.request("POST", path, body=json.dumps(body), headers={"X-API-Key": KEY})
+        r = c.getresponse()
+        d = json.loads(r.read())
+        c.close()
+        return r.status, d
+
+    async def go():
+        ws, _ = await connect(e.url)
+        rooms = [f"pr-ep-{i}" for i in range(6)]  # homed on several workers
+        epochs = {r: (await sub(ws, r))["epoch"] for r in rooms}
+        loop = asyncio.get_running_loop()
+        for r in rooms:
+            st, d = await loop.run_in_executor(None, post, "/api/publish",
+                                               {"channel": r, "data": 1})
+            assert st == 200 and d["epoch"] == epochs[r] and d["seq"] == 1, d
+        st, d = await loop.run_in_executor(None, post, "/api/broadcast",
+                                           {"channels": rooms + ["pr-ep-none"], "data": 2})
+        assert st == 200
+        for res in d["results"]:
+            want = epochs.get(res["channel"])
+            assert res["epoch"] == want if want else len(res["epoch"]) == 16, res
+        await ws.close()
+
+    run(go())
