@@ -809,7 +809,7 @@ static void on_resume_ack(struct worker *w, struct xmsg *m)
 
 void bc_discard_xmsg(struct xmsg *m)
 {
-    if (m->type >= XM_PRES_RECORDS) {
+    if (m->type >= XM_PRES_RECORDS && m->type <= XM_PRES_GATHER_ACK) {
         presence_discard_xmsg(m);
         return;
     }
