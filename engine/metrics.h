@@ -72,6 +72,7 @@ struct metrics_snap {
     uint64_t room_entries;                          /* rooms in its table (home or local) */
     uint64_t queued_bytes;                          /* unsent bytes queued to its clients */
     uint64_t xposted;                               /* cross-worker messages it posted */
+    uint64_t presence_bytes; /* presence.h: outboxes, waiting lists, rooms' opt-in counts */
 };
 /* Fills s from w (on w's thread). */
 void metrics_snap_take(struct worker *w, struct metrics_snap *s);

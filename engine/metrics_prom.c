@@ -13,6 +13,7 @@
 #include "conn.h"
 #include "edge.h"
 #include "metrics.h"
+#include "presence.h"
 #include "sendq.h"
 #include "worker.h"
 
@@ -56,8 +57,12 @@ void metrics_snap_take(struct worker *w, struct metrics_snap *s)
     }
     s->room_entries = w->rooms.count;
     for (unsigned b = 0; b < w->rooms.nbuckets; b++)
-        for (const struct room *r = w->rooms.buckets[b]; r; r = r->hnext)
+        for (const struct room *r = w->rooms.buckets[b]; r; r = r->hnext) {
             s->home_rooms += r->is_home;
+            if (r->pres)
+                s->presence_bytes += presence_room_bytes(w);
+        }
+    s->presence_bytes += presence_bytes(w);
     for (unsigned t = 0; t < w->eng->nworkers; t++)
         s->xposted += atomic_load_explicit(&w->xout[t].posted, memory_order_relaxed);
 }
@@ -230,6 +235,9 @@ bool metrics_prom_render(const struct metrics_snap *snaps, unsigned n, int64_t u
            room_entries);
     FAMILY("ringcast_queued_bytes", "gauge", "Bytes queued to clients and not yet sent.",
            queued_bytes);
+    FAMILY("ringcast_presence_bytes", "gauge",
+           "Memory held for presence: record outboxes, waiting lists, rooms' opt-in counts.",
+           presence_bytes);
     FAMILY("ringcast_http_requests_total", "counter",
            "HTTP API requests whose answer waited for other workers.", m.http_requests);
     tprintf(&b, "# HELP ringcast_http_responses_total HTTP API answers by status code.\n"

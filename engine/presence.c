@@ -676,6 +676,24 @@ void presence_discard_xmsg(struct xmsg *m)
     free(m); /* a gather's job is freed with its worker (presence_worker_free) */
 }
 
+uint64_t presence_bytes(const struct worker *w)
+{
+    const struct presence_state *s = w->pres;
+    if (!s)
+        return 0;
+    uint64_t n = sizeof(*s) + w->eng->nworkers * sizeof(*s->out);
+    for (unsigned t = 0; t < w->eng->nworkers; t++)
+        n += s->out[t].cap;
+    for (const struct pres_job *j = s->jobs; j; j = j->next)
+        n += sizeof(*j) + j->id_len + (uint64_t)j->cap * sizeof(*j->e);
+    return n;
+}
+
+uint64_t presence_room_bytes(const struct worker *w)
+{
+    return sizeof(struct presence_room) + 2 * w->eng->nworkers * sizeof(uint32_t);
+}
+
 void presence_worker_free(struct worker *w)
 {
     struct presence_state *s = w->pres;

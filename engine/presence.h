@@ -70,6 +70,10 @@ void presence_on_xmsg(struct worker *w, struct xmsg *m);
 void presence_discard_xmsg(struct xmsg *m);
 /* Frees the room's presence state (the room is being freed). */
 void presence_room_free(struct room *r);
+/* Bytes the worker holds for presence besides its rooms' (outboxes, waiting lists). */
+uint64_t presence_bytes(const struct worker *w);
+/* Bytes one room's presence state takes (room.h's pres, when not NULL). */
+uint64_t presence_room_bytes(const struct worker *w);
 /* Frees the worker's outboxes and waiting jobs (after every thread has stopped). */
 void presence_worker_free(struct worker *w);
 

@@ -289,6 +289,17 @@ def test_http_presence_endpoint(start_engine, threads):
         assert st == 401
         st, b = http_get(e.port, "/api/rooms/%FF/presence")
         assert st == 404
+        c = http.client.HTTPConnection("127.0.0.1", e.port, timeout=5)
+        c.request("GET", "/metrics")
+        text = c.getresponse().read().decode()
+        c.close()
+
+        def total(name):
+            return sum(float(line.split()[-1]) for line in text.splitlines()
+                       if line.startswith(name + "{"))
+        # the 200 and the 404 of a valid name; not the 401s, nor a name that does not decode
+        assert total("ringcast_presence_requests_total") == 2
+        assert "ringcast_presence_bytes{" in text
         for ws, _ in clients:
             await ws.close()
 
