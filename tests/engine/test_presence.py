@@ -441,3 +441,48 @@ def test_http_publish_answers_carry_the_epoch(start_engine, threads):
         await ws.close()
 
     run(go())
+
+
+def test_join_storm_every_member_sees_the_later_joins(start_engine):
+    """n opted-in members join at once across 3 workers: the home orders the joins, and each
+    member gets every join sequenced after it was subscribed (its own included, none twice):
+    its list is a suffix of one order, which the first joiner sees whole."""
+    n = 60
+    e = start_engine("--threads", "3", "--rate-limit", "0")
+
+    async def go():
+        # Unbounded client queues: each member gets up to n leaves while the others close, and
+        # a bounded queue would stop the client reading before it sees its own close frame.
+        conns = [await connect(e.url, max_queue=None) for _ in range(n)]
+        ids = [w["data"]["connection_id"] for _, w in conns]
+
+        async def join(ws):
+            await ws.send(json.dumps({"type": "request", "event": "subscribe", "id": "s",
+                                      "data": {"channel": "pr-storm", "presence": True}}))
+
+        await asyncio.gather(*(join(ws) for ws, _ in conns))
+        early = {}
+        for (ws, _), cid in zip(conns, ids):  # every subscribe answered: its join is recorded
+            early[cid] = await read_until(ws, lambda g: g and g[-1].get("type") == "response")
+        # A publish after every answer is sequenced after every join: read up to it.
+        await conns[0][0].send(json.dumps({"type": "request", "event": "publish",
+                                           "data": {"channel": "pr-storm", "payload": "end"}}))
+        seen = {}
+        for (ws, _), cid in zip(conns, ids):
+            msgs = early[cid] + await read_until(ws, lambda g: g and g[-1].get("data") == "end",
+                                                 timeout=20)
+            got = [m["data"]["connection_id"] for m in msgs if m.get("event") == "$presence.join"]
+            assert cid in got, (cid, got)
+            assert len(set(got)) == len(got)
+            seen[cid] = got
+        # one order for all: every member's list is a suffix of the first joiner's
+        longest = max(seen.values(), key=len)
+        assert sorted(longest) == sorted(ids)
+        for v in seen.values():
+            assert longest[len(longest) - len(v):] == v
+        d = await presence(conns[0][0], "pr-storm")
+        assert d["count"] == n and len(d["members"]) == n
+        for ws, _ in conns:
+            await ws.close()
+
+    run(go(), timeout=60)
