@@ -15,7 +15,7 @@ import time
 
 import pytest
 
-from engine_harness import (REPO, assert_silent, collect_events, connect, publish, recv_json,
+from engine_harness import (assert_silent, collect_events, connect, publish, recv_json,
                             request, run)
 
 sys.path.insert(0, os.path.dirname(__file__))
@@ -119,7 +119,7 @@ def test_join_leave_order_with_publishes(start_engine, threads):
     async def go():
         clients = await clients_on_workers(e.url, threads, at_least=1)
         watcher, wid = clients[0]
-        d = await sub(watcher, "pr-ord", presence=True)
+        await sub(watcher, "pr-ord", presence=True)
         first = await recv_json(watcher)  # our own join
         assert first["event"] == "$presence.join", first
         assert first["data"] == {"channel": "pr-ord", "connection_id": wid}
