@@ -104,12 +104,6 @@ static struct presence_room *proom(struct worker *w, struct room *r)
     return r->pres;
 }
 
-void presence_room_free(struct room *r)
-{
-    free(r->pres);
-    r->pres = NULL;
-}
-
 static bool opted(const struct worker *w, const struct member *m)
 {
     return m->presence || w->cfg->presence_events;

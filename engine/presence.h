@@ -21,8 +21,9 @@
  * while the room has at most --presence-max members and someone opted in: a join storm in a
  * room of n opted-in members costs at most presence-max^2/2 frames, never n^2.
  *
- * Opt-in counts: each worker tells the home, with every record, how many of its members of the
- * room opted in (an absolute number, so a dropped record heals with the next one).
+ * Counts: each worker tells the home, with every record, how many members of the room it has
+ * and how many of them opted in (absolute numbers, so a dropped record heals with the next
+ * one); the home sizes the room by them, not by the subscriber counts, which may come later.
  *
  * Bounds (docs/operations.md): an outbox holds at most PRESENCE_OUTBOX_MAX bytes of records
  * (beyond, records are dropped and counted as presence_dropped); at most PRESENCE_MAX_JOBS
@@ -68,8 +69,6 @@ void presence_flush_to(struct worker *w, unsigned home);
 void presence_on_xmsg(struct worker *w, struct xmsg *m);
 /* Frees a presence message that arrived after the workers stopped (its frame, its job). */
 void presence_discard_xmsg(struct xmsg *m);
-/* Frees the room's presence state (the room is being freed). */
-void presence_room_free(struct room *r);
 /* Bytes the worker holds for presence besides its rooms' (outboxes, waiting lists). */
 uint64_t presence_bytes(const struct worker *w);
 /* Bytes one room's presence state takes (room.h's pres, when not NULL). */

@@ -90,7 +90,7 @@ struct room {
     uint64_t mask;    /* workers (other than the home) with subscribers */
     uint64_t remote;  /* subscribers on other workers */
     uint32_t *wcount; /* per-worker counts, nworkers entries; NULL with one worker */
-    /* presence.h: members that opted in to join/leave events; NULL until the first */
+    /* presence.h: opted-in members (and on the home, each worker's); NULL until needed */
     struct presence_room *pres;
     /* Delivery guarantees (history.h). On the home: the room's epoch (random at creation,
      * never 0), its last events and the long polls waiting for the next one. Elsewhere: the
