@@ -14,6 +14,7 @@
 #include "history.h"
 #include "http_api.h"
 #include "log.h"
+#include "presence.h"
 #include "proto/envelope.h"
 #include "proto/ws_frame.h"
 #include "room.h"
@@ -284,7 +285,8 @@ void bc_subscribe(struct conn *c, struct span name, struct span id, const struct
          * rides on a resume still pending); while the join is pending, this answer too waits
          * for the ack, behind the first. */
         struct frame *reply = reply_subscribed(w, r, o->has_since ? 0 : -1, id);
-        m->presence |= o->presence;
+        if (o->presence)
+            presence_opt_in(w, m);
         if ((m->pend || m->resume) && reply)
             hold_reply(c, m, reply, id, o->has_since);
         else
@@ -337,11 +339,13 @@ void bc_subscribe(struct conn *c, struct span name, struct span id, const struct
         if (w->eng->cluster && cluster_home_subscribe(c, r, m, reply, o, id))
             return;
         subscribe_home(c, r, reply, o, id);
+        presence_join(w, m);
         return;
     }
     if (r->join == ROOM_JOIN_DONE && !o->has_since) {
         sendq_push(c, reply);
         count_changed(w, r);
+        presence_join(w, m);
         return;
     }
     /* Remote home and no ack yet, or a resume: the response waits for the home (see the
@@ -388,6 +392,7 @@ void bc_subscribe(struct conn *c, struct span name, struct span id, const struct
         x->epoch = o->has_epoch ? o->epoch : 0;
         post_xmsg(w, home, x);
     }
+    presence_join(w, m);
 }
 
 /* After a member left r on this worker: keep the home's count right, drop an empty room. */
@@ -409,6 +414,7 @@ void bc_unsubscribe(struct conn *c, struct span name, struct span id)
          * request order. */
         sendq_push(
             c, dispatch_reply_channel(w, "unsubscribe", "unsubscribed", room_name_escaped(r), id));
+        presence_leave(w, m);
         room_member_del(m);
         after_leave(w, r);
         return;
@@ -423,6 +429,7 @@ void bc_leave_all(struct conn *c)
 {
     while (c->subs) {
         struct room *r = c->subs->room;
+        presence_leave(c->w, c->subs);
         room_member_del(c->subs);
         after_leave(c->w, r);
     }
@@ -600,10 +607,12 @@ void bc_publish(struct conn *c, struct span name, struct span event, struct span
         memcpy(p + event.len, payload.base, payload.len);
     if (id.len) /* a publish without an id has a NULL span: memcpy(NULL, 0) is UB */
         memcpy(p + event.len + payload.len, id.base, id.len);
-    if (cluster)
+    if (cluster) {
         cluster_submit(w, m);
-    else
+    } else {
+        presence_flush_to(w, home); /* our members' joins before what they publish */
         post_xmsg(w, home, m);
+    }
 }
 
 /* ---- cluster mode (cluster.h) ---- */
@@ -674,7 +683,7 @@ bool bc_event_fits(struct worker *w, struct span name, struct span event, struct
 
 enum bc_http_res bc_publish_http(struct worker *w, struct span name, struct span event,
                                  struct span payload, void *ctx, uint32_t idx, uint64_t *seq,
-                                 uint64_t *subscribers)
+                                 uint64_t *epoch, uint64_t *subscribers)
 {
     uint32_t hash = room_hash(name.base, name.len);
     unsigned home = room_home(hash, w->eng->nworkers);
@@ -683,8 +692,7 @@ enum bc_http_res bc_publish_http(struct worker *w, struct span name, struct span
         return BC_HTTP_UNAVAILABLE;
     if (home == w->id && !cluster) {
         struct room *r;
-        uint64_t epoch;
-        int64_t subs = home_publish(w, name, hash, event, payload, w->mono_ns, seq, &epoch, &r);
+        int64_t subs = home_publish(w, name, hash, event, payload, w->mono_ns, seq, epoch, &r);
         if (r)
             room_maybe_free(w, r);
         if (subs < 0)
@@ -813,7 +821,7 @@ static void on_publish(struct worker *w, struct xmsg *m)
 static void on_pub_ack(struct worker *w, struct xmsg *m)
 {
     if (m->http) {
-        http_api_pub_ack(w, m->ctx, m->count, m->seq, m->subscribers,
+        http_api_pub_ack(w, m->ctx, m->count, m->seq, m->epoch, m->subscribers,
                          m->unavail ? HTTP_PUB_UNAVAILABLE : m->err);
         free(m);
         return;
@@ -910,6 +918,10 @@ static void on_resume_ack(struct worker *w, struct xmsg *m)
 
 void bc_discard_xmsg(struct xmsg *m)
 {
+    if (m->type >= XM_PRES_RECORDS && m->type <= XM_PRES_GATHER_ACK) {
+        presence_discard_xmsg(m);
+        return;
+    }
     if (m->reply)
         frame_release(m->reply);
     if (m->type == XM_RESUME_ACK || m->type == XM_POLL_ACK) {
@@ -936,6 +948,10 @@ void bc_on_xmsg(struct worker *w, struct xmsg *m)
     case XM_CL_EVENT:
     case XM_CL_SYNC:
     case XM_CL_LOST: cluster_on_xmsg(w, m); break;
+    case XM_PRES_RECORDS:
+    case XM_PRES_EVENT:
+    case XM_PRES_GATHER:
+    case XM_PRES_GATHER_ACK: presence_on_xmsg(w, m); break;
     default: bc_discard_xmsg(m); break;
     }
 }

@@ -58,6 +58,11 @@ enum xmsg_type {
     XM_CL_EVENT, /* from the bus, to the home: one event (data: room, then the bus message) */
     XM_CL_SYNC,  /* from the bus, to the home: epoch, seq and the last events (count of them) */
     XM_CL_LOST,  /* from the home: the room's history was lost, close its subscribers (1013) */
+    /* presence.h */
+    XM_PRES_RECORDS,    /* to the home: joins and leaves of members elsewhere */
+    XM_PRES_EVENT,      /* from the home: a $presence frame for the opted-in members */
+    XM_PRES_GATHER,     /* a presence list: this worker's members of the room */
+    XM_PRES_GATHER_ACK, /* the part, back to the asking worker (job ctx) */
 };
 
 struct xmsg {
@@ -113,7 +118,7 @@ void bc_publish(struct conn *c, struct span name, struct span event, struct span
 /* ---- HTTP API publishes (http_api.h) ---- */
 
 enum bc_http_res {
-    BC_HTTP_DONE,       /* sequenced here: *seq and *subscribers are the answer */
+    BC_HTTP_DONE,       /* sequenced here: *seq, *epoch and *subscribers are the answer */
     BC_HTTP_SENT,       /* forwarded to the home: its ack calls http_api_pub_ack(ctx, idx) */
     BC_HTTP_OVERLOADED, /* the home's link is full */
     BC_HTTP_NOMEM,
@@ -126,7 +131,7 @@ bool bc_event_fits(struct worker *w, struct span name, struct span event, struct
  * request: the answer goes to the HTTP job ctx (result idx) instead of a WebSocket reply. */
 enum bc_http_res bc_publish_http(struct worker *w, struct span name, struct span event,
                                  struct span payload, void *ctx, uint32_t idx, uint64_t *seq,
-                                 uint64_t *subscribers);
+                                 uint64_t *epoch, uint64_t *subscribers);
 
 /* Frees r if nothing needs it any more: members, a pending join or count, remote
  * subscribers, waiting polls; a home room with history stays on the idle list (history.h). */

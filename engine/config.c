@@ -124,6 +124,10 @@ static const struct opt opts[] = {
      "events each room keeps for resume and polling (0 = none)", false},
     {"history-ttl", OPT_UINT, OFF(history_ttl), 0, 31536000, "seconds",
      "drop kept events older than this (0 = keep until history-size newer ones)", false},
+    {"presence-max", OPT_UINT, OFF(presence_max), 0, 1000000, "members",
+     "presence lists and join/leave events only for rooms with at most this many members", false},
+    {"presence-events", OPT_UINT, OFF(presence_events), 0, 1, "0|1",
+     "1: every subscriber gets $presence.join/leave events (else only those that ask)", false},
     {"api-key", OPT_PATH, OFF(api_key), 0, 0, "key",
      "HTTP API key for /api/* (X-API-Key or Authorization: Bearer); empty: /api/* answers 401",
      false},
@@ -211,6 +215,7 @@ static void set_defaults(struct rc_config *c)
     c->http_idle_timeout_s = RC_DEF_HTTP_IDLE_TIMEOUT_S;
     c->history_size = RC_DEF_HISTORY_SIZE;
     c->history_ttl = RC_DEF_HISTORY_TTL;
+    c->presence_max = RC_DEF_PRESENCE_MAX;
     c->log_level = LOG_LVL_INFO;
     c->redis_timeout_ms = CLUSTER_DEF_TIMEOUT_MS;
     c->redis_max_pending = CLUSTER_DEF_MAX_PENDING;

@@ -54,6 +54,8 @@ struct rc_config {
     unsigned redis_timeout_ms;  /* a reply later than this: Redis is down */
     unsigned redis_max_pending; /* publishes queued or in flight to Redis */
     unsigned redis_down_503;    /* 1: /health answers 503 while Redis is down */
+    unsigned presence_max;    /* rooms with more members: presence is a count, no events */
+    unsigned presence_events; /* 1: every member gets $presence.join/leave (presence.h) */
     enum log_level log_level;
     char log_file[256];    /* empty: stderr */
     char config_file[256]; /* empty when none */

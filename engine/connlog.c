@@ -4,6 +4,7 @@
 #include <stdarg.h>
 #include <stdio.h>
 
+#include "auth.h"
 #include "conn.h"
 
 void connlog(const struct conn *c, enum log_level level, const char *fmt, ...)
@@ -16,7 +17,13 @@ void connlog(const struct conn *c, enum log_level level, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(msg, sizeof(msg), fmt, ap);
     va_end(ap);
-    log_msg(level, "%s: %s", peer, msg);
+    /* The token's user (sub, printable by auth.c's rule), so an operator can tell whose
+     * connection a line is about. */
+    struct span sub = c->grant ? auth_grant_sub(c->grant) : SPAN_NULL;
+    if (sub.len)
+        log_msg(level, "%s user=%.*s: %s", peer, (int)sub.len, sub.base, msg);
+    else
+        log_msg(level, "%s: %s", peer, msg);
 }
 
 /* One limiter per status a client can provoke; the rest share one. */

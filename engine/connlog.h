@@ -11,7 +11,8 @@
 
 struct conn;
 
-/* Writes "PEER (wN-M): <fmt>" at level. Use conn_debug for lifecycle events. */
+/* Writes "PEER (wN-M): <fmt>" at level ("PEER (wN-M) user=SUB: ..." for a token with a sub). Use
+ * conn_debug for lifecycle events. */
 void connlog(const struct conn *c, enum log_level level, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 

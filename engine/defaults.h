@@ -59,6 +59,9 @@
 #define RC_DEF_HISTORY_SIZE 100
 /* Seconds an event is kept: 0 = until history-size newer ones push it out. */
 #define RC_DEF_HISTORY_TTL 0
+/* Members a room may have and still list them and send join/leave events: a list of 1000 is
+ * about 40 KiB, and a join storm to 1000 opted-in members at most 500 000 frames. */
+#define RC_DEF_PRESENCE_MAX 1000
 /* Listen backlog per worker socket. */
 #define RC_DEF_BACKLOG 4096
 /* Provided receive buffers per worker, and their size in bytes: 16 MiB of buffer per worker

@@ -12,6 +12,7 @@
 #include "frame.h"
 #include "history.h"
 #include "log.h"
+#include "presence.h"
 #include "proto/channel.h"
 #include "proto/envelope.h"
 #include "proto/ws_frame.h"
@@ -343,7 +344,8 @@ void dispatch_message(struct conn *c, const char *msg, size_t len)
     bool sub = span_eq_lit(req.event, "subscribe");
     bool unsub = !sub && span_eq_lit(req.event, "unsubscribe");
     bool pub = !sub && !unsub && span_eq_lit(req.event, "publish");
-    if (!sub && !unsub && !pub) {
+    bool pres = !sub && !unsub && !pub && span_eq_lit(req.event, "presence");
+    if (!sub && !unsub && !pub && !pres) {
         error(c, "UNKNOWN_REQUEST", "unknown request event", req.id);
         return;
     }
@@ -359,6 +361,17 @@ void dispatch_message(struct conn *c, const char *msg, size_t len)
         return;
     if ((sub || pub) && !permitted(c, ch, pub, req.id))
         return;
+    if (pres) {
+        /* Who is in a room is as private as what is said there: the subscribe patterns
+         * decide, whether or not this connection is subscribed itself. */
+        if (!auth_grant_allows(c->grant, ch, false)) {
+            error(c, "FORBIDDEN", "your token does not allow subscribing to this channel", req.id);
+            return;
+        }
+        conn_debug(c, "presence %.*s", (int)ch.len, ch.base);
+        presence_request(c, ch, req.id);
+        return;
+    }
     if (sub) {
         conn_debug(c, "subscribe %.*s", (int)ch.len, ch.base);
         struct bc_sub_opts o;

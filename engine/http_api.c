@@ -16,7 +16,9 @@
 #include "connlog.h"
 #include "dispatch.h"
 #include "frame.h"
+#include "history.h"
 #include "log.h"
+#include "presence.h"
 #include "proto/json.h"
 #include "proto/utf8.h"
 #include "sendq.h"
@@ -214,7 +216,7 @@ static struct span raw_value(const char *json, const jsmntok_t *t)
 static struct frame *render_publish(struct worker *w, struct http_job *job)
 {
     (void)w;
-    size_t cap = 128 + job->nres * 128;
+    size_t cap = 128 + job->nres * 160;
     const char *name = job->names;
     for (unsigned i = 0; i < job->nres; i++, name += strlen(name) + 1)
         cap += strlen(name);
@@ -246,9 +248,13 @@ static struct frame *render_publish(struct worker *w, struct http_job *job)
                         "memory: retry later\"}}");
             continue;
         }
+        char ep[HISTORY_EPOCH_HEX];
+        history_epoch_format(r->epoch, ep);
         jw_lit(&jw, "\",\"seq\":");
         jw_u64(&jw, r->seq);
-        jw_lit(&jw, ",\"subscribers\":");
+        jw_lit(&jw, ",\"epoch\":\"");
+        jw_raw(&jw, ep, sizeof(ep));
+        jw_lit(&jw, "\",\"subscribers\":");
         jw_u64(&jw, r->subscribers);
         jw_lit(&jw, "}");
         total += r->subscribers;
@@ -275,13 +281,13 @@ static void pub_put(struct worker *w, struct http_job *job)
         http_job_finish(w, job, render_publish(w, job));
 }
 
-void http_api_pub_ack(struct worker *w, void *ctx, uint32_t idx, uint64_t seq, uint64_t subscribers,
-                      int err)
+void http_api_pub_ack(struct worker *w, void *ctx, uint32_t idx, uint64_t seq, uint64_t epoch,
+                      uint64_t subscribers, int err)
 {
     struct http_job *job = ctx;
     if (!job) /* the engine's own publish (sys_stats.c): nobody waits for it */
         return;
-    job->res[idx] = (struct http_pub_result){seq, subscribers, (uint8_t)err, true};
+    job->res[idx] = (struct http_pub_result){seq, subscribers, (uint8_t)err, true, epoch};
     pub_put(w, job);
 }
 
@@ -389,7 +395,8 @@ static void do_publish(struct conn *c, struct span body, bool multi, bool keep_a
         struct http_pub_result *r = &job->res[i];
         w->m.http_publishes++;
         job->waiting++;
-        switch (bc_publish_http(w, name, event, payload, job, i, &r->seq, &r->subscribers)) {
+        switch (
+            bc_publish_http(w, name, event, payload, job, i, &r->seq, &r->epoch, &r->subscribers)) {
         case BC_HTTP_SENT: break;
         case BC_HTTP_DONE:
             r->done = true;
@@ -567,6 +574,8 @@ static void handle(struct conn *c, const struct http_request *req, struct span b
     }
     if (poll)
         http_poll_start(c, (struct span){path.base + 10, path.len - 10}, req->query, keep_alive);
+    else if (room && path.len > 20 && memcmp(path.base + path.len - 9, "/presence", 9) == 0)
+        presence_http(c, (struct span){path.base + 11, path.len - 20}, keep_alive);
     else if (room)
         http_stats_start(c, JOB_ROOM, keep_alive, (struct span){path.base + 11, path.len - 11});
     else

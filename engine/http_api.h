@@ -58,8 +58,8 @@ int http_api_consume(struct conn *c, uint8_t *buf, size_t len, size_t *need);
 /* The connection's timer fired: idle keep-alive (closed quietly) or unfinished request (408). */
 void http_api_on_timer(struct conn *c);
 /* The home's answer to an HTTP publish (broadcast.h, bc_publish_http). */
-void http_api_pub_ack(struct worker *w, void *ctx, uint32_t idx, uint64_t seq, uint64_t subscribers,
-                      int err);
+void http_api_pub_ack(struct worker *w, void *ctx, uint32_t idx, uint64_t seq, uint64_t epoch,
+                      uint64_t subscribers, int err);
 /* XM_STATS (on any worker: answer with our part) and XM_STATS_ACK (on the asking one). */
 void http_api_on_xmsg(struct worker *w, struct xmsg *m);
 /* Frees the worker's jobs still waiting (shutdown, after every thread has stopped). */
@@ -86,6 +86,7 @@ struct http_pub_result {
     uint64_t seq, subscribers;
     uint8_t err; /* 0, 1 (out of memory: OVERLOADED) or HTTP_PUB_UNAVAILABLE */
     bool done;
+    uint64_t epoch; /* the room's (history.h) */
 };
 /* http_api_pub_ack's err: the cluster bus (Redis) could not take the publish. */
 #define HTTP_PUB_UNAVAILABLE 2

@@ -57,6 +57,10 @@ struct metrics {
     uint64_t lat_buckets[METRICS_LAT_NB];
     uint64_t lat_sum_ns;
     uint64_t lat_count;
+    /* Presence (presence.h) */
+    uint64_t presence_requests; /* presence lists asked here (WebSocket and HTTP) */
+    uint64_t presence_events;   /* $presence.join/leave frames queued to members */
+    uint64_t presence_dropped;  /* presence events or records not sent (full link or outbox) */
 };
 
 /* ---- errors by code ---- */
@@ -137,6 +141,7 @@ struct metrics_snap {
     uint64_t room_entries;                          /* rooms in its table (home or local) */
     uint64_t queued_bytes;                          /* unsent bytes queued to its clients */
     uint64_t xposted;                               /* cross-worker messages it posted */
+    uint64_t presence_bytes; /* presence.h: outboxes, waiting lists, rooms' opt-in counts */
 };
 /* Fills s from w (on w's thread). */
 void metrics_snap_take(struct worker *w, struct metrics_snap *s);

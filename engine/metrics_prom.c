@@ -14,6 +14,7 @@
 #include "conn.h"
 #include "edge.h"
 #include "metrics.h"
+#include "presence.h"
 #include "sendq.h"
 #include "worker.h"
 
@@ -57,8 +58,12 @@ void metrics_snap_take(struct worker *w, struct metrics_snap *s)
     }
     s->room_entries = w->rooms.count;
     for (unsigned b = 0; b < w->rooms.nbuckets; b++)
-        for (const struct room *r = w->rooms.buckets[b]; r; r = r->hnext)
+        for (const struct room *r = w->rooms.buckets[b]; r; r = r->hnext) {
             s->home_rooms += r->is_home;
+            if (r->pres)
+                s->presence_bytes += presence_room_bytes(w);
+        }
+    s->presence_bytes += presence_bytes(w);
     for (unsigned t = 0; t < w->eng->nworkers; t++)
         s->xposted += atomic_load_explicit(&w->xout[t].posted, memory_order_relaxed);
 }
@@ -242,6 +247,12 @@ bool metrics_prom_render(const struct metrics_snap *snaps, unsigned n, int64_t u
            m.replayed);
     FAMILY("ringcast_history_evicted_total", "counter",
            "Rooms kept only by history, freed at max-rooms.", m.history_evicted);
+    FAMILY("ringcast_presence_requests_total", "counter", "Presence lists asked for.",
+           m.presence_requests);
+    FAMILY("ringcast_presence_events_total", "counter",
+           "$presence.join/leave events queued to members.", m.presence_events);
+    FAMILY("ringcast_presence_dropped_total", "counter",
+           "Presence events or records not sent (a full link or outbox).", m.presence_dropped);
     FAMILY("ringcast_rate_limited_total", "counter",
            "Messages and requests refused by the rate limit.", m.rate_limited);
     FAMILY("ringcast_overloaded_total", "counter",
@@ -264,6 +275,9 @@ bool metrics_prom_render(const struct metrics_snap *snaps, unsigned n, int64_t u
            room_entries);
     FAMILY("ringcast_queued_bytes", "gauge", "Bytes queued to clients and not yet sent.",
            queued_bytes);
+    FAMILY("ringcast_presence_bytes", "gauge",
+           "Memory held for presence: record outboxes, waiting lists, rooms' opt-in counts.",
+           presence_bytes);
     FAMILY("ringcast_http_requests_total", "counter",
            "HTTP API requests whose answer waited for other workers.", m.http_requests);
     tprintf(&b, "# HELP ringcast_http_responses_total HTTP API answers by status code.\n"

@@ -100,6 +100,7 @@ static void room_free(struct room_table *t, struct room *r)
     atomic_fetch_sub_explicit(t->total, 1, memory_order_relaxed);
     history_free(r->hist);
     cluster_room_free(r);
+    free(r->pres); /* presence.h: plain counts, one allocation */
     free(r->wcount);
     free(r);
 }

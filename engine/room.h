@@ -37,6 +37,7 @@
 struct conn;
 struct frame;
 struct history;
+struct presence_room;
 struct xmsg;
 
 /* A "subscribed" reply held in its connection's queue until the home acks the join. */
@@ -91,6 +92,8 @@ struct room {
     uint32_t *wcount; /* per-worker counts, nworkers entries; NULL with one worker */
     /* Home: seq at this worker's last "$sys" stats event (sys_stats.h: top rooms by rate). */
     uint64_t stats_seq;
+    /* presence.h: opted-in members (and on the home, each worker's); NULL until needed */
+    struct presence_room *pres;
     /* Delivery guarantees (history.h). On the home: the room's epoch (random at creation,
      * never 0), its last events and the long polls waiting for the next one. Elsewhere: the
      * home's epoch as its join ack said (stable while we have subscribers: they keep the home's

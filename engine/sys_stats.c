@@ -158,7 +158,7 @@ void sys_stats_tick(struct worker *w)
     struct span event = SPAN_LIT("stats"), payload = {buf, jw.len};
     if (jw.overflow || !bc_event_fits(w, room, event, payload))
         return;
-    uint64_t seq, subscribers;
+    uint64_t seq, epoch, subscribers;
     /* No answer to wait for: a NULL context makes the home's ack a no-op (http_api_pub_ack). */
-    bc_publish_http(w, room, event, payload, NULL, 0, &seq, &subscribers);
+    bc_publish_http(w, room, event, payload, NULL, 0, &seq, &epoch, &subscribers);
 }

@@ -19,6 +19,7 @@
 #include "http_api.h"
 #include "listen.h"
 #include "log.h"
+#include "presence.h"
 #include "sendq.h"
 #include "sys_stats.h"
 
@@ -320,6 +321,7 @@ void worker_free(struct worker *w)
     }
     history_free_waiters(w);
     http_api_free_jobs(w); /* answers whose last part was discarded at shutdown */
+    presence_worker_free(w);
     free(w->xin);
     free(w->xout);
     if (w->rooms.buckets)
@@ -611,6 +613,8 @@ static unsigned run_completions(struct worker *w)
     }
     if (w->retry)
         xretry(w);
+    if (w->pres && !w->discard)
+        presence_flush(w); /* joins and leaves before the counts that follow them */
     if (w->count_dirty && !w->discard)
         bc_flush_counts(w);
     if (w->draining && !w->discard)

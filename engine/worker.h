@@ -113,6 +113,7 @@ struct engine {
 
 struct outq;
 struct http_job;
+struct presence_state;
 
 struct worker {
     struct engine *eng;
@@ -160,6 +161,8 @@ struct worker {
     uint64_t resume_token;      /* the last resume token given to a member (room.h) */
     struct outq *oq_pool;       /* idle queue blocks kept for reuse */
     unsigned oq_pool_n;
+    /* presence.h: record outboxes and waiting lists, NULL until used */
+    struct presence_state *pres;
 
     struct room_table rooms;
     struct timer_wheel tw;

@@ -77,7 +77,7 @@ class Publisher:
             return answer
 
     def publish(self, channel, event, data=None):
-        """Publishes one event; returns {"channel","seq","subscribers"}. Raises PublishError."""
+        """Publishes one event; returns {"channel","seq","epoch","subscribers"}. Raises PublishError."""
         return self._request("/api/publish", {"channel": channel, "event": event, "data": data})
 
     def broadcast(self, channels, event, data=None):
