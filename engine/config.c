@@ -185,11 +185,27 @@ static const struct opt opts[] = {
 
 #define NOPTS (sizeof(opts) / sizeof(opts[0]))
 
-/* 0|1 options are flags on the command line: "--redis-optional" is "--redis-optional=1". */
+/* 0|1 options are flags on the command line: "--redis-optional" is "--redis-optional=1"; the
+ * value may still follow as its own word ("--presence-events 1"), like every other option's. */
+static bool is_flag(const struct opt *o)
+{
+    return o->type == OPT_UINT && o->min == 0 && o->max == 1;
+}
+
 static int flag_arg(const struct opt *o)
 {
-    return o->type == OPT_UINT && o->min == 0 && o->max == 1 ? optional_argument
-                                                             : required_argument;
+    return is_flag(o) ? optional_argument : required_argument;
+}
+
+/* The value of the option getopt_long just returned (ch >= 1000): optarg, the next word for a
+ * flag followed by "0" or "1" (consumed), or "1" for a bare flag. */
+static const char *opt_value(int ch, int argc, char **argv)
+{
+    if (optarg || !is_flag(&opts[ch - 1000]))
+        return optarg;
+    if (optind < argc && (strcmp(argv[optind], "0") == 0 || strcmp(argv[optind], "1") == 0))
+        return argv[optind++];
+    return "1";
 }
 
 static void set_defaults(struct rc_config *c)
@@ -639,7 +655,7 @@ static int load_all(struct rc_config *c, int argc, char **argv, const char *file
             const struct opt *o = &opts[ch - 1000];
             char origin[80], err[768];
             snprintf(origin, sizeof(origin), "--%s", o->name);
-            if (apply(c, o, optarg ? optarg : "1", origin, err, sizeof(err)) != 0) {
+            if (apply(c, o, opt_value(ch, argc, argv), origin, err, sizeof(err)) != 0) {
                 cfg_error("%s", err);
                 return -1;
             }
@@ -688,6 +704,8 @@ int config_load(struct rc_config *c, int argc, char **argv)
         }
         if (ch == 'c')
             file = optarg;
+        if (ch >= 1000)
+            (void)opt_value(ch, argc, argv); /* a flag's "0"/"1" word is not a stray argument */
         if (ch == '?' || ch == ':') {
             if (optopt >= 1000 || ch == ':')
                 fprintf(stderr, "ringcast: %s needs a value (see --help)\n", argv[optind - 1]);
@@ -751,6 +769,26 @@ int config_reload(const struct rc_config *cur, struct rc_config *next)
     if (!changed)
         log_info("reload: no run-time option changed");
     return changed;
+}
+
+void config_each(const struct rc_config *c, config_each_fn *fn, void *arg)
+{
+    for (size_t i = 0; i < NOPTS; i++) {
+        const struct opt *o = &opts[i];
+        const char *p = (const char *)c + o->offset;
+        char num[24];
+        if (o->type == OPT_STR || o->type == OPT_PATH) {
+            if (is_secret(o))
+                fn(arg, o->name, *p ? "(redacted)" : NULL, false);
+            else
+                fn(arg, o->name, p, false);
+        } else if (o->type == OPT_LEVEL) {
+            fn(arg, o->name, log_level_name(*(const enum log_level *)p), false);
+        } else {
+            snprintf(num, sizeof(num), "%llu", (unsigned long long)num_load(p, o->size));
+            fn(arg, o->name, num, true);
+        }
+    }
 }
 
 void config_log(const struct rc_config *c)

@@ -10,6 +10,7 @@
 #define RINGCAST_ENGINE_CONFIG_H
 
 #include <stddef.h>
+#include <stdbool.h>
 #include <stdint.h>
 
 #include "log.h"
@@ -54,8 +55,8 @@ struct rc_config {
     unsigned redis_timeout_ms;  /* a reply later than this: Redis is down */
     unsigned redis_max_pending; /* publishes queued or in flight to Redis */
     unsigned redis_down_503;    /* 1: /health answers 503 while Redis is down */
-    unsigned presence_max;    /* rooms with more members: presence is a count, no events */
-    unsigned presence_events; /* 1: every member gets $presence.join/leave (presence.h) */
+    unsigned presence_max;      /* rooms with more members: presence is a count, no events */
+    unsigned presence_events;   /* 1: every member gets $presence.join/leave (presence.h) */
     enum log_level log_level;
     char log_file[256];    /* empty: stderr */
     char config_file[256]; /* empty when none */
@@ -73,6 +74,11 @@ int config_load(struct rc_config *cfg, int argc, char **argv);
  * Logs every change, and warns about changes that need a restart. Returns how many options
  * changed, or -1 on an error (logged; next is untouched). Main thread only. */
 int config_reload(const struct rc_config *cur, struct rc_config *next);
+
+/* Calls fn for every option in force, in --help's order: its name, its value as text (NULL for
+ * an unset secret; a set one reads "(redacted)") and whether that text is a number. */
+typedef void config_each_fn(void *arg, const char *name, const char *value, bool number);
+void config_each(const struct rc_config *cfg, config_each_fn *fn, void *arg);
 
 /* Logs the effective configuration at info level, one line. */
 void config_log(const struct rc_config *cfg);

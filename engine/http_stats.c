@@ -368,6 +368,28 @@ static void kv_u64(struct jw *jw, const char *k, uint64_t v, bool comma)
     jw_u64(jw, v);
 }
 
+/* One option of /api/status's "config": its name with '_' for '-', secrets redacted. */
+static void status_option(void *arg, const char *name, const char *value, bool number)
+{
+    struct jw *jw = arg;
+    char key[64];
+    size_t n = strlen(name);
+    if (n >= sizeof(key))
+        n = sizeof(key) - 1;
+    for (size_t i = 0; i < n; i++)
+        key[i] = name[i] == '-' ? '_' : name[i];
+    jw_lit(jw, "\"");
+    jw_raw(jw, key, n);
+    jw_lit(jw, "\":");
+    if (!value)
+        jw_lit(jw, "null");
+    else if (number)
+        jw_raw(jw, value, strlen(value));
+    else
+        jw_str(jw, value, strlen(value));
+    jw_lit(jw, ",");
+}
+
 static void render_status(struct worker *w, struct http_job *job, struct jw *jw)
 {
     const struct rc_config *cfg = w->cfg;
@@ -376,22 +398,9 @@ static void render_status(struct worker *w, struct http_job *job, struct jw *jw)
     kv_u64(jw, "uptime_s", (uint64_t)((w->mono_ms - w->start_mono_ms) / 1000), true);
     jw_lit(jw, ",\"draining\":");
     jw_raw(jw, w->draining ? "true" : "false", w->draining ? 4 : 5);
-    jw_lit(jw, ",\"config\":{\"bind\":");
-    jw_str(jw, cfg->bind, strlen(cfg->bind));
-    kv_u64(jw, "port", cfg->port, true);
-    kv_u64(jw, "threads", cfg->threads, true);
-    kv_u64(jw, "rate_limit", cfg->rate_limit, true);
-    kv_u64(jw, "rate_burst", cfg->rate_burst, true);
-    kv_u64(jw, "heartbeat_s", cfg->heartbeat_s, true);
-    kv_u64(jw, "heartbeat_timeout_s", cfg->heartbeat_timeout_s, true);
-    kv_u64(jw, "handshake_timeout_s", cfg->handshake_timeout_s, true);
-    kv_u64(jw, "http_idle_timeout_s", cfg->http_idle_timeout_s, true);
-    kv_u64(jw, "drain_timeout_s", cfg->drain_timeout_s, true);
-    jw_lit(jw, ",\"api_key\":");
-    jw_raw(jw, cfg->api_key[0] ? "\"(redacted)\"" : "null", cfg->api_key[0] ? 12 : 4);
-    jw_lit(jw, ",\"metrics_key\":");
-    jw_raw(jw, cfg->metrics_key[0] ? "\"(redacted)\"" : "null", cfg->metrics_key[0] ? 12 : 4);
-    jw_lit(jw, ",\"config_file\":");
+    jw_lit(jw, ",\"config\":{");
+    config_each(cfg, status_option, jw); /* each ends with a comma */
+    jw_lit(jw, "\"config_file\":");
     jw_str(jw, cfg->config_file, strlen(cfg->config_file));
     jw_lit(jw, "},\"limits\":{");
     kv_u64(jw, "max_connections", cfg->max_connections, false);

@@ -525,3 +525,22 @@ def test_docs_examples_replay(start_engine):
         got = json.loads(got)
         assert st == status, (head, got)
         assert set(want) == set(got), (head, got)
+
+
+def test_status_shows_every_option_in_force_secrets_redacted(start_engine, tmp_path):
+    # A 0|1 option takes its value as the next word, as a bare flag, or as --opt=V.
+    secret = tmp_path / "jwt.secret"
+    secret.write_text("s" * 40)
+    e = api_engine(start_engine, "--presence-events", "1", "--presence-max", "7",
+                   "--redis-down-503", "--jwt-secret-file", str(secret),
+                   "--metrics-key", "do-not-show-me")
+    st, _, d = call(e.port, "GET", "/api/status")
+    assert st == 200
+    c = d["config"]
+    assert c["presence_events"] == 1 and c["presence_max"] == 7 and c["redis_down_503"] == 1
+    assert c["history_size"] == 100 and c["auth"] == "off" and c["log_level"] == "INFO"
+    assert c["jwt_secret_file"] == str(secret)  # a path, not the secret
+    assert c["api_key"] == "(redacted)" and c["metrics_key"] == "(redacted)"
+    assert c["jwt_secret"] is None and c["redis"] is None
+    text = json.dumps(d)
+    assert "do-not-show-me" not in text and "s" * 40 not in text
