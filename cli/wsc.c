@@ -237,18 +237,8 @@ static int fill(struct wsc *c, size_t want, int64_t deadline, const sigset_t *si
         c->rlen = have;
     }
     size_t need = (want > have ? want : have) + 4096;
-    if (need > c->rcap) {
-        size_t cap = c->rcap ? c->rcap : 16384;
-        while (cap < need)
-            cap *= 2;
-        uint8_t *nb = realloc(c->rbuf, cap);
-        if (!nb) {
-            set_err(c, "out of memory");
-            return WSC_ERR;
-        }
-        c->rbuf = nb;
-        c->rcap = cap;
-    }
+    if (rbuf_reserve(c, need - c->rlen))
+        return WSC_ERR;
     if (c->tls_eof) {
         set_err(c, "the server closed the TLS session without a close frame (1006)");
         return WSC_ERR;

@@ -473,6 +473,45 @@ static void frame_dropped(struct worker *w, unsigned target)
     }
 }
 
+/* The home's event seq in room r: encoded once into one frame, kept in the history, handed to
+ * every other worker with members (UD_XFRAME) and pushed to the members here. False when the
+ * frame could not be allocated (nothing sent). */
+static bool room_event(struct worker *w, struct room *r, struct span event, struct span payload,
+                       int64_t unix_ms, uint64_t seq, int64_t t0_ns)
+{
+    bool remote = r->mask != 0;
+    struct frame *f = frame_alloc(EVENT_OVERHEAD + event.len + r->esc_len + payload.len,
+                                  remote ? r->name_len : 0);
+    if (!f) {
+        w->m.alloc_failures++;
+        return false;
+    }
+    struct jw jw;
+    frame_writer(f, &jw);
+    env_write_event(&jw, event, room_name_escaped(r), payload, unix_ms, seq);
+    frame_finish(f, WS_OP_TEXT, jw.len);
+    f->t0_ns = t0_ns;
+    history_record(w, r, f, seq);
+    if (remote) {
+        char *room_copy = (char *)f->data + f->len;
+        memcpy(room_copy, r->name, r->name_len);
+        f->room = (struct span){room_copy, r->name_len};
+        f->room_hash = r->hash;
+        for (uint64_t mask = r->mask; mask; mask &= mask - 1) {
+            unsigned t = (unsigned)__builtin_ctzll(mask);
+            frame_ref(f, 1);
+            if (!worker_post_try(w, t, f, UD_XFRAME)) {
+                frame_release(f);
+                frame_dropped(w, t);
+            }
+        }
+    }
+    deliver_local(w, r, f);
+    frame_release(f);
+    history_wake(w, r);
+    return true;
+}
+
 /* On the home: sequence, encode once, keep it in the history, fan out. Without history, a
  * room nobody is subscribed to does not exist: its event is sequence 1 (epoch 0) and reaches
  * nobody. With history, the publish creates the room (its history keeps it), unless
@@ -493,39 +532,13 @@ static int64_t home_publish(struct worker *w, struct span name, uint32_t hash, s
         *seq = r ? ++r->seq : 1;
         return 0;
     }
-    bool remote = r->mask != 0;
-    struct frame *f =
-        frame_alloc(EVENT_OVERHEAD + event.len + r->esc_len + payload.len, remote ? name.len : 0);
-    if (!f) {
-        w->m.alloc_failures++;
+    if (!room_event(w, r, event, payload, w->now_ms, ++r->seq, t0_ns)) {
+        r->seq--;
         return -1;
     }
-    *seq = ++r->seq;
-    struct jw jw;
-    frame_writer(f, &jw);
-    env_write_event(&jw, event, room_name_escaped(r), payload, w->now_ms, *seq);
-    frame_finish(f, WS_OP_TEXT, jw.len);
-    f->t0_ns = t0_ns;
-    history_record(w, r, f, *seq);
+    *seq = r->seq;
     *epoch = r->epoch; /* a new one if the event could not be kept */
-    if (remote) {
-        char *room_copy = (char *)f->data + f->len;
-        memcpy(room_copy, name.base, name.len);
-        f->room = (struct span){room_copy, name.len};
-        f->room_hash = hash;
-        for (uint64_t mask = r->mask; mask; mask &= mask - 1) {
-            unsigned t = (unsigned)__builtin_ctzll(mask);
-            frame_ref(f, 1);
-            if (!worker_post_try(w, t, f, UD_XFRAME)) {
-                frame_release(f);
-                frame_dropped(w, t);
-            }
-        }
-    }
-    deliver_local(w, r, f);
-    frame_release(f);
-    history_wake(w, r);
-    if (r->idle) /* idle rooms go oldest-published first */
+    if (r->idle)       /* idle rooms go oldest-published first */
         room_idle_push(&w->rooms, r, w->mono_ms);
     return (int64_t)(r->nlocal + r->remote);
 }
@@ -620,37 +633,8 @@ void bc_publish(struct conn *c, struct span name, struct span event, struct span
 bool bc_home_deliver(struct worker *w, struct room *r, struct span event, struct span payload,
                      int64_t unix_ms, uint64_t seq)
 {
-    bool remote = r->mask != 0;
-    struct frame *f = frame_alloc(EVENT_OVERHEAD + event.len + r->esc_len + payload.len,
-                                  remote ? r->name_len : 0);
-    if (!f) {
-        w->m.alloc_failures++;
-        return false;
-    }
-    r->seq = seq;
-    struct jw jw;
-    frame_writer(f, &jw);
-    env_write_event(&jw, event, room_name_escaped(r), payload, unix_ms, seq);
-    frame_finish(f, WS_OP_TEXT, jw.len);
-    history_record(w, r, f, seq);
-    if (remote) {
-        char *room_copy = (char *)f->data + f->len;
-        memcpy(room_copy, r->name, r->name_len);
-        f->room = (struct span){room_copy, r->name_len};
-        f->room_hash = r->hash;
-        for (uint64_t mask = r->mask; mask; mask &= mask - 1) {
-            unsigned t = (unsigned)__builtin_ctzll(mask);
-            frame_ref(f, 1);
-            if (!worker_post_try(w, t, f, UD_XFRAME)) {
-                frame_release(f);
-                frame_dropped(w, t);
-            }
-        }
-    }
-    deliver_local(w, r, f);
-    frame_release(f);
-    history_wake(w, r);
-    return true;
+    r->seq = seq; /* Redis gave it: a frame that could not be made is a gap subscribers see */
+    return room_event(w, r, event, payload, unix_ms, seq, 0);
 }
 
 void bc_room_lost(struct worker *w, struct room *r, const char *why)

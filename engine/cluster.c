@@ -372,18 +372,25 @@ bool bus_command(struct rconn *rc, redisCallbackFn *fn, void *priv, int argc, co
 
 /* ---- connections ---- */
 
-static void on_setup_reply(redisAsyncContext *ac, void *reply, void *priv)
+/* A setup command's reply (AUTH, SELECT, SCRIPT LOAD...): false when there is none (the
+ * connection went away) or Redis refused it, which resets the bus. */
+static bool setup_replied(struct rconn *rc, redisReply *r)
 {
-    struct rconn *rc = priv;
-    redisReply *r = reply;
-    (void)ac;
     if (!r)
-        return;
+        return false;
     bus_replied(rc);
     if (r->type == REDIS_REPLY_ERROR) {
         log_error("cluster: Redis refused the connection's setup: %s", r->str);
         cl.reset = true;
+        return false;
     }
+    return true;
+}
+
+static void on_setup_reply(redisAsyncContext *ac, void *reply, void *priv)
+{
+    (void)ac;
+    setup_replied(priv, reply);
 }
 
 static void on_ping_reply(redisAsyncContext *ac, void *reply, void *priv)
@@ -500,16 +507,9 @@ static void went_up(void)
 static void on_ready_reply(redisAsyncContext *ac, void *reply, void *priv)
 {
     struct rconn *rc = priv;
-    redisReply *r = reply;
     (void)ac;
-    if (!r)
+    if (!setup_replied(rc, reply))
         return;
-    bus_replied(rc);
-    if (r->type == REDIS_REPLY_ERROR) {
-        log_error("cluster: Redis refused the connection's setup: %s", r->str);
-        cl.reset = true;
-        return;
-    }
     if (rc == &cl.cmd)
         cl.cmd_ready = true;
     else
