@@ -643,6 +643,7 @@ int lg_config_parse(struct lg_config *cfg, int argc, char **argv)
             return LG_EXIT_USAGE;
         }
     }
+    bool cli_url = false;
     for (int i = 1; i < argc; i++) {
         char *a = argv[i];
         if (strncmp(a, "--", 2) != 0) {
@@ -674,6 +675,10 @@ int lg_config_parse(struct lg_config *cfg, int argc, char **argv)
         }
         if (!strcmp(name, "scenario"))
             continue;
+        if (!strcmp(name, "url") && !cli_url) { /* the line's URLs replace the scenario's */
+            cfg->nurls = 0;
+            cli_url = true;
+        }
         int r = apply(cfg, name, v);
         if (r == 1) {
             lg_usage(stdout);

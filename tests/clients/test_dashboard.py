@@ -33,9 +33,11 @@ async def load(e):
         data = {"i": i, "blob": blob} if room == "slow-room" else {"i": i}
         await pub.send(json.dumps({"type": "request", "event": "publish", "id": i,
                                    "data": {"channel": room, "event": "tick", "payload": data}}))
-        if i % 100 == 99:  # at most 100 in flight, spread over ~3 s so the rates show it
+        # At most 50 in flight (each held reply is charged ~660 bytes against the 64 KiB
+        # --max-queue-bytes that closes the slow consumer), spread over ~3 s so rates show it.
+        if i % 50 == 49:
             await reply_for(pub, i, timeout=20)
-            await asyncio.sleep(0.1)
+            await asyncio.sleep(0.05)
     return subs + [pub], slow
 
 
