@@ -641,9 +641,10 @@ int main(int argc, char **argv)
     }
     if (res->st.disconnects) {
         const char *why = first_error(run);
-        fprintf(stderr,
-                "ringcast-load: %" PRIu64 " connections ended during the run; the first: %s\n",
-                res->st.disconnects, *why ? why : "(no reason recorded)");
+        /* A publisher's reason starts "publisher P: " and is shown even when it was not first. */
+        fprintf(stderr, "ringcast-load: %" PRIu64 " connections ended during the run; %s: %s\n",
+                res->st.disconnects, strncmp(why, "publisher ", 10) ? "the first" : "the reason",
+                *why ? why : "(no reason recorded)");
     }
     if (res->saturated)
         fprintf(stderr,

@@ -60,3 +60,16 @@ def test_http_publisher_pipelines_at_most_the_window(tmp_path):
         stop_server(proxy)
         e.stop()
     e.check_clean_exit()
+
+
+def test_publisher_closed_by_the_server_is_reported_by_its_code(faulty, tmp_path):
+    # A subscriber is failed first (a non-UTF-8 delivery), then the server closes the publisher
+    # with 1011: the message names the publisher and its close code, not the subscriber.
+    port = faulty("utf8", count=1, start=3, extra=["--close-publisher-after", 10])
+    r = run_loadgen(["--url", "ws://127.0.0.1:%d/ws" % port, "--connections", 10, "--rooms", 1,
+                     "--rate", 0, "--window", WINDOW, "--duration", "1500ms", "--warmup",
+                     "300ms", "--drain", "100ms", "--json", tmp_path / "r.json", "--quiet"])
+    assert r.returncode == 1, r.stderr
+    assert "GATE FAILED: disconnects" in r.stderr
+    assert "publisher 0: server closed the connection: 1011 closing the publisher" in r.stderr
+    assert json.load(open(tmp_path / "r.json"))["connect"]["disconnects"] == 2
