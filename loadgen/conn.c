@@ -279,11 +279,18 @@ static void conn_end(struct lg_worker *w, struct lg_conn *c, const char *fmt, ..
         c->state = CS_FAILED;
         w->st.conn_failed++;
     }
-    if (fmt && !w->error[0] && lg_phase(w->run) != LG_PHASE_STOP) {
+    /* The first error is kept, except that a publisher's replaces a subscriber's: a lost
+     * publisher ends the run's publishing, so its reason (a close code, say) is the one to see. */
+    if (fmt && (!w->error[0] || (c->is_pub && !w->error_pub)) &&
+        lg_phase(w->run) != LG_PHASE_STOP) {
+        int n = 0;
+        if (c->is_pub && c->pub)
+            n = snprintf(w->error, sizeof(w->error), "publisher %u: ", c->pub->idx);
         va_list ap;
         va_start(ap, fmt);
-        vsnprintf(w->error, sizeof(w->error), fmt, ap);
+        vsnprintf(w->error + n, sizeof(w->error) - (size_t)n, fmt, ap);
         va_end(ap);
+        w->error_pub = c->is_pub;
     }
     if (c->fd >= 0) {
         shutdown(c->fd, SHUT_RDWR);

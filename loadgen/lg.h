@@ -157,6 +157,7 @@ struct lg_publisher {
     uint64_t k;         /* publishes sent */
     uint64_t scan_from; /* closed loop: oldest k possibly still outstanding */
     uint64_t abandoned; /* closed loop: publishes given up on after the drain timeout */
+    uint64_t answered;  /* replies read (acked or refused); only its own worker touches it */
     _Atomic uint64_t completed;
     uint64_t seen_completed; /* closed loop: completed at the last tick, for stalls */
     uint64_t last_completion_ns;
@@ -215,7 +216,8 @@ struct lg_worker {
     int setup_err;            /* lg_worker_setup's result, valid once setup_done */
     _Atomic int setup_done;
     double cpu_s;    /* this thread's CPU seconds over the measured period */
-    char error[256]; /* first connection error, for the message */
+    char error[256]; /* first connection error, for the message (a publisher's wins) */
+    bool error_pub;  /* error is a publisher's: "publisher P: ..." */
     struct lg_reason reasons[LG_MAX_REASONS];
     uint64_t last_delivery_ns; /* for stalls */
 };

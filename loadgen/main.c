@@ -236,9 +236,13 @@ static void progress_line(struct lg_run *run, struct progress *p, uint64_t now, 
     p->expected_1s_ago = exp;
 }
 
-/* The first connection error any worker recorded, or "". */
+/* A publisher's connection error if any worker recorded one, else the first connection error
+ * any worker recorded, or "". */
 static const char *first_error(const struct lg_run *run)
 {
+    for (unsigned t = 0; t < run->cfg.threads; t++)
+        if (run->workers[t].error_pub)
+            return run->workers[t].error;
     for (unsigned t = 0; t < run->cfg.threads; t++)
         if (run->workers[t].error[0])
             return run->workers[t].error;
@@ -637,9 +641,10 @@ int main(int argc, char **argv)
     }
     if (res->st.disconnects) {
         const char *why = first_error(run);
-        fprintf(stderr,
-                "ringcast-load: %" PRIu64 " connections ended during the run; the first: %s\n",
-                res->st.disconnects, *why ? why : "(no reason recorded)");
+        /* A publisher's reason starts "publisher P: " and is shown even when it was not first. */
+        fprintf(stderr, "ringcast-load: %" PRIu64 " connections ended during the run; %s: %s\n",
+                res->st.disconnects, strncmp(why, "publisher ", 10) ? "the first" : "the reason",
+                *why ? why : "(no reason recorded)");
     }
     if (res->saturated)
         fprintf(stderr,

@@ -8,9 +8,13 @@
  * the corrected latency, taken from the intended time, shows what the delay cost.
  *
  * Closed loop: each publisher keeps its share of --window publishes in flight; one is done when
- * every subscriber of its room got it (receivers, on any worker, count down its slot), or when
- * it has been outstanding longer than --drain (then it is abandoned: the missing deliveries are
- * reported as lost at the end).
+ * its reply has been read AND every subscriber of its room got it (the slot counts down the
+ * subscribers plus one for the reply: receivers on any worker count down deliveries, the
+ * publisher's own worker the reply), or when it has been outstanding longer than --drain (then
+ * it is abandoned: the missing deliveries are reported as lost at the end). Independently of
+ * abandonment, a publisher never has more than its window of publishes unanswered (sent, reply
+ * not yet read): a publisher whose replies are not being read stops sending rather than piling
+ * replies up in the server's send queue (which a server bounds: ringcast closes it with 4008).
  */
 #include <errno.h>
 #include <math.h>
@@ -107,12 +111,11 @@ static bool send_publish(struct lg_worker *w, struct lg_publisher *pub, uint64_t
         if (atomic_load_explicit(&slot->k, memory_order_relaxed) != 0 &&
             atomic_exchange(&slot->remaining, INT32_MIN / 2) > 0)
             pub->abandoned++;
-        /* remaining before k: a receiver only counts down a slot whose k matches. */
-        atomic_store_explicit(&slot->remaining, (int32_t)subs, memory_order_relaxed);
+        /* remaining before k: a receiver only counts down a slot whose k matches. The reply
+         * is one more thing the slot waits for. */
+        atomic_store_explicit(&slot->remaining, (int32_t)subs + 1, memory_order_relaxed);
         slot->sent_ns = now;
         atomic_store_explicit(&slot->k, pl.k, memory_order_release);
-        if (subs == 0)
-            atomic_fetch_add_explicit(&pub->completed, 1, memory_order_relaxed);
     }
     pub->k++;
 
@@ -223,7 +226,8 @@ uint64_t lg_publish_tick(struct lg_worker *w, uint64_t now)
             if (now >= run->pub_end)
                 continue;
             uint64_t done = atomic_load_explicit(&pub->completed, memory_order_acquire);
-            while (pub->k - done - pub->abandoned < pub->window)
+            while (pub->k - done - pub->abandoned < pub->window &&
+                   pub->k - pub->answered < pub->window)
                 if (!send_publish(w, pub, now))
                     break;
         }
@@ -231,10 +235,10 @@ uint64_t lg_publish_tick(struct lg_worker *w, uint64_t now)
     return next;
 }
 
-void lg_publish_delivered(struct lg_worker *w, uint64_t p, uint64_t k)
+/* Closed loop: one of the things publish k waits for (a delivery, or its reply) happened. */
+static void slot_countdown(struct lg_worker *w, struct lg_publisher *pub, uint64_t k)
 {
     struct lg_run *run = w->run;
-    struct lg_publisher *pub = &run->pubs[p];
     struct lg_pubslot *slot = &pub->slots[k % LG_MAX_WINDOW];
     if (atomic_load_explicit(&slot->k, memory_order_acquire) != k)
         return;
@@ -243,6 +247,11 @@ void lg_publish_delivered(struct lg_worker *w, uint64_t p, uint64_t k)
         if (pub->worker != w->id)
             lg_conn_wake(w, run->ring_fds[pub->worker]);
     }
+}
+
+void lg_publish_delivered(struct lg_worker *w, uint64_t p, uint64_t k)
+{
+    slot_countdown(w, &w->run->pubs[p], k);
 }
 
 void lg_publish_answered(struct lg_worker *w, struct lg_conn *c, uint64_t k, bool ok,
@@ -256,9 +265,12 @@ void lg_publish_answered(struct lg_worker *w, struct lg_conn *c, uint64_t k, boo
         w->st.errors++; /* a second answer to one publish */
         return;
     }
+    pub->answered++;
     if (ok) {
         atomic_store_explicit(&rec->answer, LG_ANS_ACKED, memory_order_relaxed);
         w->st.pub_acked++;
+        if (w->run->cfg.rate == 0)
+            slot_countdown(w, pub, k);
         return;
     }
     /* Refused (rate limited, too large, ...): its subscribers are no longer expected to get it

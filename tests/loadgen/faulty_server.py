@@ -42,6 +42,10 @@ and publish-level misbehaviour, combinable with any fault:
                         (that connection's later messages wait behind it)
   --close-publisher-after N
                         the first publisher's connection is closed after its Nth publish
+  --hold-replies-ms M   the first publisher's publishes are delivered at once, but their replies
+                        are held until M ms after its first publish (then sent, in order, and
+                        later ones at once); --unanswered-log FILE gets the most publishes that
+                        connection had sent and not yet been answered (rewritten as it grows)
 
 --close-log FILE appends the close code of every client that leaves (1006: no close frame).
 
@@ -176,6 +180,10 @@ class Conn:
         self.queue = asyncio.Queue()
         self.held = None
         self.publishes = 0
+        self.unanswered = 0  # --hold-replies-ms: publishes received, reply not yet sent
+        self.max_unanswered = 0
+        self.withheld = None  # replies held back, in order, until the hold ends
+        self.hold_done = False
 
     def push(self, text):
         self.queue.put_nowait(text)
@@ -198,6 +206,37 @@ class Conn:
                 await self.ws.write_frame(True, 0x1, text)
             else:
                 await self.ws.send(text)
+
+
+def hold_reply(server, conn, cid, resp):
+    """--hold-replies-ms: the reply goes out when the hold (from the first publish) ends."""
+    a = server.args
+    if cid is not None:
+        resp["correlation_id"] = cid
+    resp["timestamp"] = ts()
+    conn.unanswered += 1
+    if conn.unanswered > conn.max_unanswered:
+        conn.max_unanswered = conn.unanswered
+        if a.unanswered_log:
+            with open(a.unanswered_log, "w") as f:
+                f.write("%d\n" % conn.max_unanswered)
+
+    def release():
+        for text in conn.withheld:
+            conn.push(text)
+        conn.unanswered -= len(conn.withheld)
+        conn.withheld = []
+        conn.hold_done = True
+
+    if conn.withheld is None:  # the first publish: the hold starts
+        conn.withheld = []
+        asyncio.get_running_loop().call_later(a.hold_replies_ms / 1000.0, release)
+    text = server.dumps(resp)
+    if conn.hold_done:
+        conn.push(text)
+        conn.unanswered -= 1
+    else:
+        conn.withheld.append(text)
 
 
 async def handle(server, ws, path=None):
@@ -269,6 +308,9 @@ async def handle(server, ws, path=None):
                     break
                 if a.no_ack:
                     continue
+                if conn is server.first_pub and a.hold_replies_ms:
+                    hold_reply(server, conn, cid, resp)
+                    continue
             else:
                 resp = {"type": "error", "event": "error",
                         "data": {"code": "UNKNOWN_REQUEST", "message": "unknown"}}
@@ -306,6 +348,8 @@ async def main():
     ap.add_argument("--stall-at", type=int, default=0)
     ap.add_argument("--stall-ms", type=int, default=0)
     ap.add_argument("--close-publisher-after", type=int, default=0)
+    ap.add_argument("--hold-replies-ms", type=int, default=0)
+    ap.add_argument("--unanswered-log")
     ap.add_argument("--count", type=int, default=5)
     ap.add_argument("--start", type=int, default=50)
     ap.add_argument("--every", type=int, default=37)
