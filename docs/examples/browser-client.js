@@ -169,7 +169,9 @@ export class RingcastSubscriber {
       st.epoch = msg.data.epoch;
       // A first subscribe or lost history: the live events follow the response's seq (null
       // from an engine that does not send it: the next event starts the count).
-      if (msg.data.recovered !== true) st.seq = typeof msg.data.seq === 'number' ? msg.data.seq : null;
+      if (msg.data.recovered !== true) {
+        st.seq = typeof msg.data.seq === 'number' ? msg.data.seq : null;
+      }
       if (msg.data.recovered === false) {
         this.resync(room, 'history lost (recovered:false)');
       }
