@@ -127,10 +127,13 @@ static void room_maybe_free(struct worker *w, struct room *r)
     bc_room_release(w, r);
 }
 
-/* The reply to a subscribe: the room's epoch (as far as this worker knows it), and whether
- * the resume it asked for worked (recovered < 0: it asked none). */
+/* The reply to a subscribe: the room's epoch (as far as this worker knows it), seq: the last
+ * event queued to the connection before this reply (every live event after it is seq + 1,
+ * seq + 2, ...: on the home r->seq, elsewhere the last event the home sent here, or the one
+ * its join or resume ack names), and whether the resume it asked for worked (recovered < 0:
+ * it asked none). */
 static void write_subscribed(struct worker *w, struct frame *f, struct span channel_esc,
-                             uint64_t epoch, int recovered, struct span id)
+                             uint64_t epoch, uint64_t seq, int recovered, struct span id)
 {
     char ep[HISTORY_EPOCH_HEX];
     history_epoch_format(epoch, ep);
@@ -141,7 +144,8 @@ static void write_subscribed(struct worker *w, struct frame *f, struct span chan
     jw_span(&jw, channel_esc);
     jw_lit(&jw, "\",\"epoch\":\"");
     jw_raw(&jw, ep, sizeof(ep));
-    jw_lit(&jw, "\"");
+    jw_lit(&jw, "\",\"seq\":");
+    jw_u64(&jw, seq);
     if (recovered > 0)
         jw_lit(&jw, ",\"recovered\":true");
     else if (recovered == 0)
@@ -158,17 +162,18 @@ static struct frame *reply_subscribed(struct worker *w, struct room *r, int reco
      * the same frame once the home answers. */
     struct frame *f = frame_alloc(512 + r->esc_len + id.len, 0);
     if (f)
-        write_subscribed(w, f, room_name_escaped(r), r->epoch, recovered, id);
+        write_subscribed(w, f, room_name_escaped(r), r->epoch, r->seq, recovered, id);
     return f;
 }
 
-/* Lets mb's held replies go, written again with the home's answer: epoch, and for those
- * that asked to resume, recovered. */
-static void release_member(struct worker *w, struct member *mb, uint64_t epoch, bool recovered)
+/* Lets mb's held replies go, written again with the home's answer: epoch, the seq after which
+ * mb takes live events, and for those that asked to resume, recovered. */
+static void release_member(struct worker *w, struct member *mb, uint64_t epoch, uint64_t seq,
+                           bool recovered)
 {
     for (struct pend *p = mb->pend; p; p = p->next)
-        write_subscribed(w, p->f, room_name_escaped(mb->room), epoch, p->since ? recovered : -1,
-                         (struct span){p->id, p->id_len});
+        write_subscribed(w, p->f, room_name_escaped(mb->room), epoch, seq,
+                         p->since ? recovered : -1, (struct span){p->id, p->id_len});
     room_member_release(mb);
 }
 
@@ -235,9 +240,10 @@ bool bc_hold_reply(struct conn *c, struct member *m, struct frame *reply, struct
     return hold_reply(c, m, reply, id, since);
 }
 
-void bc_release_member(struct worker *w, struct member *m, uint64_t epoch, bool recovered)
+void bc_release_member(struct worker *w, struct member *m, uint64_t epoch, uint64_t seq,
+                       bool recovered)
 {
-    release_member(w, m, epoch, recovered);
+    release_member(w, m, epoch, seq, recovered);
 }
 
 /* On the home: answers a new member m of r and queues the replay it asked for, all before any
@@ -258,7 +264,7 @@ static void subscribe_home(struct conn *c, struct room *r, struct frame *reply,
         w->m.resumes++;
         w->m.resumes_lost += !rec;
     }
-    write_subscribed(w, reply, room_name_escaped(r), r->epoch, rec, id);
+    write_subscribed(w, reply, room_name_escaped(r), r->epoch, r->seq, rec, id);
     sendq_push(c, reply);
     for (uint32_t i = 0; i < n; i++) {
         struct frame *f = history_at(r, first + i)->f;
@@ -491,6 +497,7 @@ static bool room_event(struct worker *w, struct room *r, struct span event, stru
     env_write_event(&jw, event, room_name_escaped(r), payload, unix_ms, seq);
     frame_finish(f, WS_OP_TEXT, jw.len);
     f->t0_ns = t0_ns;
+    f->seq = seq;
     history_record(w, r, f, seq);
     if (remote) {
         char *room_copy = (char *)f->data + f->len;
@@ -722,6 +729,7 @@ static void on_count(struct worker *w, struct xmsg *m)
         if (m->count)
             room_idle_del(&w->rooms, r);
         m->epoch = r->epoch;
+        m->seq = r->seq; /* with the mask below: the joiner takes every event after seq */
         r->remote = r->remote - r->wcount[m->from] + m->count;
         r->wcount[m->from] = m->count;
         if (m->count)
@@ -754,7 +762,7 @@ static void on_join_ack(struct worker *w, struct xmsg *m)
 {
     struct room *r = room_find(&w->rooms, m->room_hash, m->data, m->room_len);
     bool err = m->err, unavail = m->unavail;
-    uint64_t epoch = m->epoch;
+    uint64_t epoch = m->epoch, seq = m->seq;
     free(m);
     if (!r || r->join != ROOM_JOIN_PENDING)
         return;
@@ -773,10 +781,11 @@ static void on_join_ack(struct worker *w, struct xmsg *m)
     }
     r->join = ROOM_JOIN_DONE;
     r->epoch = epoch;
+    r->seq = seq; /* events after it follow the ack on this link (bc_on_xframe keeps it) */
     /* Resuming members wait for their own answer, which follows on this link. */
     for (struct member *mb = r->members; mb; mb = mb->rnext)
         if (!mb->resume)
-            release_member(w, mb, epoch, false);
+            release_member(w, mb, epoch, seq, false);
     /* Members that came or went while the join was pending. */
     if (r->nlocal != r->sent_count)
         count_changed(w, r);
@@ -868,6 +877,7 @@ static void on_resume(struct worker *w, struct xmsg *m)
     a->type = XM_RESUME_ACK;
     a->recovered = ok;
     a->epoch = r ? r->epoch : 0;
+    a->seq = r ? r->seq : 0; /* the replay ends at it; live events follow it */
     unsigned to = m ? m->from : a->from;
     free(m);
     a->from = (uint8_t)w->id;
@@ -890,9 +900,10 @@ static void on_resume_ack(struct worker *w, struct xmsg *m)
         } else {
             mb->resume = 0;
             r->epoch = m->epoch;
+            r->seq = m->seq;
             for (; i < m->nframes; i++)
                 sendq_push(c, fs[i]); /* takes over the message's reference */
-            release_member(w, mb, m->epoch, m->recovered);
+            release_member(w, mb, m->epoch, m->seq, m->recovered);
         }
     }
     for (; i < m->nframes; i++)
@@ -944,6 +955,8 @@ void bc_on_xframe(struct worker *w, struct frame *f)
 {
     struct room *r = room_find(&w->rooms, f->room_hash, f->room.base, f->room.len);
     if (r) {
+        if (!r->is_home)
+            r->seq = f->seq; /* the home's links keep order: the last event sent here */
         deliver_local(w, r, f);
         room_maybe_free(w, r);
     }

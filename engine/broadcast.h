@@ -81,7 +81,7 @@ struct xmsg {
     uint32_t room_hash;
     uint32_t slot; /* publisher connection */
     uint64_t serial;
-    uint64_t seq;
+    uint64_t seq; /* PUB_ACK: the event's; JOIN_ACK, RESUME_ACK: the room's last, then */
     uint64_t subscribers;
     uint16_t room_len;
     uint32_t event_len, payload_len, id_len;
@@ -149,8 +149,10 @@ void bc_post(struct worker *w, unsigned to, struct xmsg *m);
  * is closing). */
 bool bc_hold_reply(struct conn *c, struct member *m, struct frame *reply, struct span id,
                    bool since);
-/* Lets m's held replies go, written with epoch (and recovered, for resumes). */
-void bc_release_member(struct worker *w, struct member *m, uint64_t epoch, bool recovered);
+/* Lets m's held replies go, written with epoch and seq (the last event before m's first live
+ * one), and recovered for resumes. */
+void bc_release_member(struct worker *w, struct member *m, uint64_t epoch, uint64_t seq,
+                       bool recovered);
 /* Cluster mode, on the home: event seq of r came from the bus: encode it once, record it,
  * deliver it here and post it to the workers with subscribers. False when out of memory. */
 bool bc_home_deliver(struct worker *w, struct room *r, struct span event, struct span payload,

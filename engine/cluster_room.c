@@ -258,7 +258,7 @@ static void local_answer(struct worker *w, struct room *r, struct xmsg *x)
         sendq_push(c, f);
     }
     w->m.replayed += n;
-    bc_release_member(w, mb, r->epoch, rec);
+    bc_release_member(w, mb, r->epoch, r->seq, rec);
     free(x);
 }
 
@@ -274,6 +274,7 @@ static void run_waiting(struct worker *w, struct room *r)
             /* Its count is applied already: only the ack was waiting. */
             m->type = XM_JOIN_ACK;
             m->epoch = r->epoch;
+            m->seq = r->seq;
             unsigned to = m->from;
             m->from = (uint8_t)w->id;
             bc_post(w, to, m);

@@ -103,6 +103,7 @@ struct frame *frame_alloc(size_t cap, size_t room_len)
     f->room_hash = 0;
     f->room = SPAN_NULL;
     f->t0_ns = 0;
+    f->seq = 0;
     return f;
 }
 

@@ -32,6 +32,7 @@ struct frame {
     uint32_t room_hash; /* broadcast frames: hash of the room name (room.h) */
     struct span room;   /* broadcast frames: unescaped room name, stored after the payload */
     int64_t t0_ns;      /* broadcast frames: when the publish was received (metrics.h) */
+    uint64_t seq;       /* broadcast frames: the event's seq in its room */
     uint8_t buf[];
 };
 

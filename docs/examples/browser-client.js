@@ -16,7 +16,8 @@
 // - after any failure it reconnects with exponential backoff and full jitter: the n-th retry
 //   waits a random time in [0, min(cap, base * 2^n)] ms, so the browsers a server restart cut off
 //   do not all come back in the same instant; the count resets once every room is subscribed;
-// - per room it keeps the epoch and the last seq it handled, and resubscribes with
+// - per room it keeps the epoch and the last seq it handled (the subscribe response's seq
+//   until an event comes), and resubscribes with
 //   {since, epoch}: the engine replays what was missed, so each event reaches the handlers
 //   exactly once and in order; "recovered": false calls the resync hooks;
 // - a browser cannot send WebSocket pings, so when the connection has been quiet for
@@ -89,7 +90,8 @@ export class RingcastSubscriber {
       let i = 0;
       for (const [room, st] of this.rooms) {
         const data = { channel: room };
-        // Resume: what came after the last seq we handled in that epoch (0: all that is kept).
+        // Resume: what came after the last seq we handled in that epoch (or, when no event
+        // came yet, the subscribe response's seq: where our live events began).
         if (st.epoch !== null) Object.assign(data, { since: st.seq ?? 0, epoch: st.epoch });
         const id = `sub-${i++}`;
         pending.set(id, room);
@@ -165,8 +167,12 @@ export class RingcastSubscriber {
       const st = this.rooms.get(room);
       const resumed = st.epoch !== null;
       st.epoch = msg.data.epoch;
+      // A first subscribe or lost history: the live events follow the response's seq (null
+      // from an engine that does not send it: the next event starts the count).
+      if (msg.data.recovered !== true) {
+        st.seq = typeof msg.data.seq === 'number' ? msg.data.seq : null;
+      }
       if (msg.data.recovered === false) {
-        st.seq = null; // the next event starts the count again, whatever its seq
         this.resync(room, 'history lost (recovered:false)');
       }
       this.log('info', `subscribed ${room}${resumed ? ' (resumed)' : ''}`);

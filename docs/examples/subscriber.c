@@ -7,8 +7,9 @@
  * the connection does on stderr. SIGINT or SIGTERM closes with 1000 and exits 0.
  *
  * The same pattern as docs/examples/subscriber.py (docs/integration.md, "Subscribers: reconnect
- * and resume"): per room it keeps the epoch and the last seq it handled; after any failure it
- * waits a random time in [0, min(cap, base * 2^n)] (exponential backoff, full jitter),
+ * and resume"): per room it keeps the epoch and the last seq it handled (the subscribe
+ * response's seq until an event comes); after any failure it waits a random time in
+ * [0, min(cap, base * 2^n)] (exponential backoff, full jitter),
  * reconnects and subscribes with {"since":seq,"epoch":epoch}, so the engine replays what was
  * missed and every event is handled exactly once, in order. "recovered":false calls
  * on_resync(): the history is gone and the program must refetch its state. proto/ does the
@@ -46,7 +47,7 @@
 struct room {
     const char *name;
     char epoch[17]; /* "" until the first subscribe response */
-    uint64_t seq;   /* last seq handled; 0: none since the epoch was (re)learnt */
+    uint64_t seq;   /* last seq handled (or the subscribe response's, before any); 0: none */
     bool pending;   /* subscribe sent on this connection, not answered yet */
     bool dropped;   /* the server refused the subscribe: not retried */
 };
@@ -326,14 +327,19 @@ static void handle_message(const char *s, size_t len)
             return;
         int ep = json_obj_get(m.data.base, dt, nt, 0, "epoch");
         int rec = json_obj_get(m.data.base, dt, nt, 0, "recovered");
+        int sq = json_obj_get(m.data.base, dt, nt, 0, "seq");
         bool resumed = r->epoch[0] != 0;
         r->pending = false;
         if (ep > 0 && dt[ep].type == JSMN_STRING) {
             struct span e = json_tok_span(m.data.base, &dt[ep]);
             snprintf(r->epoch, sizeof(r->epoch), "%.*s", (int)e.len, e.base);
         }
+        /* A first subscribe or lost history: the live events follow the response's seq (0
+         * without one: the next event starts our count again, whatever its seq). */
+        if (!(rec > 0 && m.data.base[dt[rec].start] == 't') &&
+            !(sq > 0 && json_tok_u64(m.data.base, &dt[sq], &r->seq)))
+            r->seq = 0;
         if (rec > 0 && m.data.base[dt[rec].start] == 'f') {
-            r->seq = 0; /* the next event starts our count again, whatever its seq */
             on_resync(r, "history lost (recovered:false)");
         }
         fprintf(stderr, "subscriber: subscribed %s%s\n", r->name, resumed ? " (resumed)" : "");

@@ -13,7 +13,8 @@ What it does (docs/integration.md, "Subscribers: reconnect and resume"):
 - reconnects after any failure with exponential backoff and full jitter: the n-th retry waits a
   random time in [0, min(cap, base * 2**n)], so a thousand clients cut off together do not come
   back together; the count resets once a connection has all its rooms subscribed again;
-- remembers, per room, the epoch and the last seq it handled, and resubscribes with
+- remembers, per room, the epoch and the last seq it handled (the subscribe response's seq until
+  an event comes), and resubscribes with
   {"since": seq, "epoch": epoch}: the engine replays what was missed from the room's history,
   then live events follow, each exactly once and in order (docs/protocol.md, "Resume");
 - when the answer is "recovered": false (history gone: the engine restarted, or the outage
@@ -130,8 +131,8 @@ class Subscriber:
             for i, (room, st) in enumerate(self.rooms.items()):
                 data = {"channel": room}
                 if st["epoch"] is not None:
-                    # Resume: everything after the last seq we handled in this epoch (0 when we
-                    # saw none yet: the room's whole kept history).
+                    # Resume: everything after the last seq we handled in this epoch (or, when
+                    # no event came yet, the subscribe response's seq: where our live ones began).
                     data.update(since=st["seq"] or 0, epoch=st["epoch"])
                 rid = f"sub-{self.connects}-{i}"
                 pending[rid] = room
@@ -185,8 +186,11 @@ class Subscriber:
             st = self.rooms[room]
             old = st["epoch"]
             st["epoch"] = data.get("epoch")
+            if data.get("recovered") is not True:
+                # A first subscribe or lost history: the live events follow the response's seq
+                # (None from an engine that does not send it: the next event starts the count).
+                st["seq"] = data.get("seq")
             if data.get("recovered") is False:
-                st["seq"] = None  # the next event starts our count again, whatever its seq
                 await self._call_resync(room, f"history lost (epoch {old} -> {st['epoch']})")
             log.info("subscribed %s%s", room, "" if old is None else
                      f" (resumed after seq {st['seq']}, recovered {data.get('recovered')})")

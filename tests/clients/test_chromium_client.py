@@ -19,6 +19,7 @@ def test_chromium_websocket_full_session(engine, node, chromium):
     assert msgs[0]["event"] == "session.created"
     sub = next(m for m in msgs if m["type"] == "response" and m["event"] == "subscribe")
     assert len(sub["data"].pop("epoch")) == 16  # issue 11: the room's epoch
+    assert sub["data"].pop("seq") == 0  # a new room: no event yet
     assert sub["data"] == {"status": "subscribed", "channel": "browser-room"}
     assert "correlation_id" not in sub
     resp = next(m for m in msgs if m.get("correlation_id") == "browser-pub")

@@ -175,6 +175,41 @@ def test_example_calls_resync_when_history_is_gone(client):
 
 
 @pytest.mark.parametrize("client", sorted(CLIENTS))
+def test_example_resumes_from_the_subscribe_response_seq(client):
+    """Cut before any event reached the client: it resumes from the subscribe response's seq,
+    so it gets exactly what was published while it was away, not the room's older kept events."""
+    eng = start_engine("--history-size", "1000")
+    room = "workflow:9"
+    try:
+        pub = publisher.connect(f"http://{eng.host}:{eng.port}", api_key=API_KEY)
+        for i in range(5):  # kept, but from before the client subscribed
+            pub.publish(room, "step.done", {"i": i})
+        with CutProxy(eng.port) as proxy:
+            sub = Sub(None, argv=CLIENTS[client](f"ws://127.0.0.1:{proxy.port}/ws", [room]))
+            try:
+                sub.wait_stderr("subscribed", timeout=60)
+                proxy.cut(refuse_s=None)
+                for i in range(5, 8):
+                    pub.publish(room, "step.done", {"i": i})
+                proxy.allow()
+                sub.wait_stderr("subscribed", count=2, timeout=30)
+                lines = wait_lines(sub, 3, timeout=30)
+                time.sleep(0.5)  # anything extra (an older event) would arrive now
+                sub._pump(0.1)
+                evs = [json.loads(l) for l in sub.out.decode().splitlines()]
+                assert [(e["seq"], e["data"]["i"]) for e in evs] == [(6, 5), (7, 6), (8, 7)], lines
+                assert "RESYNC" not in sub.err.decode(), sub.err.decode()
+                assert sub.stop(signal.SIGINT, timeout=15) == 0, sub.err.decode()
+            finally:
+                if sub.proc.poll() is None:
+                    sub.proc.kill()
+                    sub.proc.wait()
+        pub.close()
+    finally:
+        eng.check_clean_exit()
+
+
+@pytest.mark.parametrize("client", sorted(CLIENTS))
 def test_example_with_token_reports_forbidden_room_and_keeps_the_rest(client, tmp_path):
     """--auth required: the example sends its token (a header, or the browser's bearer
     subprotocol); a room outside its channels claim is refused with FORBIDDEN, reported and

@@ -27,6 +27,7 @@ def test_node_ws_client_full_session(engine, node):
     assert msgs[0]["data"]["server"] == "ringcast"
     sub = next(m for m in msgs if m.get("correlation_id") == "node-sub")
     assert len(sub["data"].pop("epoch")) == 16  # issue 11: the room's epoch
+    assert sub["data"].pop("seq") == 0  # a new room: no event yet
     assert sub["data"] == {"status": "subscribed", "channel": "node-room"}
     resp = next(m for m in msgs if m["type"] == "response" and m.get("correlation_id") == 42)
     assert resp["data"]["status"] == "published"

@@ -172,6 +172,7 @@ def test_fragmented_request_reassembled_with_ping_between_fragments(engine):
     r = ws.recv_json()
     assert r["type"] == "response" and r["correlation_id"] == "frag-1", r
     assert len(r["data"].pop("epoch")) == 16
+    assert r["data"].pop("seq") == 0  # a new room: no event yet
     assert r["data"] == {"status": "subscribed", "channel": "frag"}
     ws.close()
 

@@ -89,6 +89,7 @@ def test_subscribe_request_form(engine):
     assert r["type"] == "response"
     assert r["event"] == "subscribe"
     assert len(r["data"].pop("epoch")) == 16
+    assert r["data"].pop("seq") == 0  # a new room: no event yet
     assert r["data"] == {"status": "subscribed", "channel": "room-1"}
     assert r["correlation_id"] == "s1"
     assert_recent(r["timestamp"])
@@ -154,6 +155,7 @@ def test_subscribe_and_unsubscribe_short_forms(engine):
     a, b = run(go())
     assert a["type"] == "response" and a["event"] == "subscribe"
     assert len(a["data"].pop("epoch")) == 16
+    assert a["data"].pop("seq") == 0  # a new room: no event yet
     assert a["data"] == {"status": "subscribed", "channel": "short-room"}
     assert "correlation_id" not in a
     assert_recent(a["timestamp"])
