@@ -686,7 +686,9 @@ static void on_tls_data(struct conn *c, uint8_t *data, size_t len)
 {
     static __thread uint8_t plain[16384];
     struct tls_session *t = c->tls;
-    if (c->flags & (CONN_TLS_FAILED | CONN_ABORT_REQ))
+    /* After the session's end (close_notify, a close frame, a failure) nothing more is read:
+     * what a peer sends then would only pile up in the read BIO. */
+    if (c->flags & (CONN_TLS_FAILED | CONN_ABORT_REQ | CONN_PEER_CLOSED))
         return;
     c->flags |= CONN_TLS_HELLO;
     bool was_open = tls_established(t);
@@ -714,8 +716,22 @@ static void on_tls_data(struct conn *c, uint8_t *data, size_t len)
             tls_fail(c);
         break;
     }
-    if (tls_out_pending(t)) /* handshake replies, tickets, alerts */
-        sendq_kick(c);
+    if (!tls_out_pending(t)) /* handshake replies, tickets, alerts */
+        return;
+    /* What reading made (alerts to renegotiation attempts, key update answers) is charged like
+     * queued frames: a peer that provokes it without reading is closed, not buffered for. */
+    uint64_t mem = (c->oq ? c->oq->mem : 0) + tls_out_pending(t);
+    if (mem > c->w->cfg->max_queue_bytes && c->state != CONN_CLOSED &&
+        !(c->flags & CONN_ABORT_REQ)) {
+        connlog(c, LOG_LVL_WARN,
+                "slow consumer: %llu bytes of TLS output unread by the peer pass max-queue-bytes "
+                "%llu; dropping the connection",
+                (unsigned long long)mem, (unsigned long long)c->w->cfg->max_queue_bytes);
+        c->w->m.slow_consumers++;
+        conn_abort(c);
+        return;
+    }
+    sendq_kick(c);
 }
 
 void conn_on_recv(struct conn *c, int res, unsigned cqe_flags)

@@ -177,8 +177,11 @@ static bool push_checked(struct conn *c, struct frame *e, bool force)
         return false;
     }
     uint64_t mem = c->oq ? c->oq->mem : 0;
-    if (c->tls) /* ciphertext waiting for the kernel pins memory like the frames it came from */
-        mem += tls_out_mem(c->tls);
+    /* Ciphertext not yet sent is charged like the frames it came from; the session's buffers
+     * themselves (at most three batches) are a fixed per-connection cost, not charged, or a TLS
+     * client that keeps up would be refused frames whenever the cap is near a batch. */
+    if (c->tls)
+        mem += tls_out_pending(c->tls);
     if (!force && mem + sendq_frame_cost(f) > c->w->cfg->max_queue_bytes) {
         slow_consumer(c, f, "queue over its cap");
         frame_release(f);

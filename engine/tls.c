@@ -480,8 +480,3 @@ void tls_out_idle(struct tls_session *s)
         s->next = (struct obuf){NULL, 0, 0};
     }
 }
-
-uint64_t tls_out_mem(const struct tls_session *s)
-{
-    return (uint64_t)s->send.cap + s->next.cap + s->spare.cap;
-}

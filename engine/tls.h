@@ -99,8 +99,5 @@ void tls_out_sent(struct tls_session *s, size_t n);
 /* The connection has nothing queued or pending: frees the buffers kept for reuse, so an idle
  * session holds no ciphertext buffer. */
 void tls_out_idle(struct tls_session *s);
-/* Memory the session's output pins (both ciphertext buffers), charged to the connection's
- * queue like queued frames (sendq.h, max_queue_bytes). */
-uint64_t tls_out_mem(const struct tls_session *s);
 
 #endif

@@ -470,3 +470,44 @@ def test_abrupt_disconnects_at_every_stage(tls_engine, ca):
     while time.monotonic() < deadline and health(e.port, ctx)[1]["connections"] > 1:
         time.sleep(0.1)
     assert health(e.port, ctx)[1]["connections"] == 1  # the /health request itself
+
+
+def test_subscriber_that_keeps_up_under_a_small_queue_cap(tls_engine, ca):
+    """--max-queue-bytes near a send batch: a wss subscriber that reads (through a small receive
+    buffer, so sends stay in flight) gets every event. The cap counts the ciphertext not yet
+    sent, not the session's buffers (a batch's worth each), which refused frames while a large
+    batch was in flight and closed a reader that kept up with 4008."""
+    e = tls_engine("--max-queue-bytes", "65536", "--max-message-bytes", "16k")
+    ctx = ca.client_context()
+    sub = tls_raw_ws(e.port, ctx, rcvbuf=4096)
+    sub.send_json({"type": "request", "event": "subscribe", "id": "s",
+                   "data": {"channel": "steady"}})
+    assert sub.recv_json()["data"]["status"] == "subscribed"
+    n = 60
+    got = []
+
+    def reader():
+        while len(got) < n:
+            got.append(sub.recv_json(timeout=20)["data"]["i"])
+
+    import threading
+    t = threading.Thread(target=reader)
+    t.start()
+
+    async def go():
+        pub, _ = await connect(e.wss, ssl=ctx, max_queue=None)
+        blob = "q" * 12000
+        for i in range(n):  # 2-3 events queued at a time: ~30 KB, under the cap
+            await pub.send(json.dumps({"type": "request", "event": "publish", "id": i,
+                                       "data": {"channel": "steady",
+                                                "payload": {"i": i, "b": blob}}}))
+            if i % 3 == 2:
+                await reply_for(pub, i, timeout=15)
+                await asyncio.sleep(0.01)
+        await pub.close()
+
+    run(go(), timeout=60)
+    t.join(30)
+    sub.close()
+    assert got == list(range(n)), got[-5:]
+    assert "slow consumer" not in e.stderr()
