@@ -165,21 +165,21 @@ def test_demo_like_run_does_not_warn_about_publisher_lag(engine, tmp_path):
 
 
 def test_overloaded_run_warns_with_the_figures(engine, tmp_path):
-    """Far more than one engine worker and one tool thread can carry: the publisher falls
-    behind and the warning says by how much."""
+    """Far more than one engine worker and one tool thread can carry (200,000 publishes/s into
+    100 subscribers, whatever the machine): the publisher falls behind and the warning says by
+    how much. The verdict itself depends on the machine, so only the warning is checked."""
     port = engine()
     r = run_loadgen(["--url", "ws://127.0.0.1:%d/ws" % port, "--connections", 100,
-                     "--rate", 20000, "--warmup", "200ms", "--duration", "1.5s", "--drain", "1s",
+                     "--rate", 200000, "--warmup", "200ms", "--duration", "1.5s", "--drain", "1s",
                      "--json", tmp_path / "r.json"], timeout=120)
     j = load(tmp_path)
     p = j["publishes"]
-    assert r.returncode != 0
     assert p["lagging"] is True and p["rate_short_pct"] > 3, p
     m = re.search(r"warning: publishers fell behind their schedule: ([\d.]+) publishes/s sent "
-                  r"in the measured period of 20000\.0/s asked \(([\d.]+)% short\), lag p99 "
+                  r"in the measured period of 200000\.0/s asked \(([\d.]+)% short\), lag p99 "
                   r"([\d.]+) ms", r.stderr)
     assert m, r.stderr
-    assert float(m.group(1)) < 20000 * 0.97 and float(m.group(2)) > 3
+    assert float(m.group(1)) < 200000 * 0.97 and float(m.group(2)) > 3
 
 
 def test_reconnect_over_wss_resumes_without_loss(tmp_path):
