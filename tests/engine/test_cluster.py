@@ -350,9 +350,11 @@ class FreezableProxy:
     """A TCP proxy to Redis that can stop forwarding while keeping every connection open: a
     Redis that accepts and never answers."""
 
-    def __init__(self, target_port):
+    def __init__(self, target_port, freeze_after=None):
         self.target = target_port
         self.frozen = False
+        self.freeze_after = freeze_after  # bytes: freeze once the engine has sent them
+        self.clients = set()
         self.lsock = socket.socket()
         self.lsock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self.lsock.bind(("127.0.0.1", 0))
@@ -373,6 +375,7 @@ class FreezableProxy:
                     c, _ = s.accept()
                     u = socket.create_connection(("127.0.0.1", self.target))
                     socks[c], socks[u] = u, c
+                    self.clients.add(c)
                     continue
                 if self.frozen:
                     continue
@@ -388,6 +391,9 @@ class FreezableProxy:
                             x.close()
                     continue
                 peer.sendall(data)
+                if self.freeze_after and s in self.clients and self.freeze_after in data:
+                    self.freeze_after = None
+                    self.frozen = True  # forwarded to Redis; its answer never comes back
             if self.frozen:
                 time.sleep(0.01)
         for s in socks:
@@ -418,6 +424,56 @@ def test_redis_that_never_answers(start_engine, redis):
         wait_health(a.port, "up")
         st, body = http(a.port, "POST", "/api/publish", {"channel": "h", "data": 3})
         assert st == 200, body
+    finally:
+        proxy.close()
+
+
+def test_redis_lost_while_a_room_syncs(start_engine, redis):
+    """Redis stops answering right after the node sent SUBSCRIBE for a new room: the subscribes
+    waiting for that room's sync are answered UNAVAILABLE once the timeout says Redis is down
+    (not left waiting for the whole outage), and once Redis is back the room can be joined."""
+    proxy = FreezableProxy(redis.port, freeze_after=b"rc:c:frz")
+    try:
+        a = node(start_engine, f"redis://127.0.0.1:{proxy.port}")
+        wait_health(a.port, "up")
+
+        async def go():
+            ws, _ = await connect(a.url)
+            # several rooms: homed on this connection's worker and on the other one
+            names = [f"frz{i}" for i in range(6)]
+            t0 = time.monotonic()
+            for i, name in enumerate(names):
+                await ws.send(json.dumps({"type": "request", "event": "subscribe", "id": f"s{i}",
+                                          "data": {"channel": name}}))
+            got = {}
+            while len(got) < len(names):
+                try:
+                    m = await recv_json(ws, 10)
+                except asyncio.TimeoutError:
+                    raise AssertionError(f"answered: {got}\n" + a.stderr()[-3000:])
+                if m.get("type") in ("response", "error"):
+                    got[m.get("correlation_id")] = m
+            # --redis-timeout-ms 1000, plus a generous margin
+            assert time.monotonic() - t0 < 6, time.monotonic() - t0
+            for i in range(len(names)):
+                m = got[f"s{i}"]
+                assert m["type"] == "error" and m["data"]["code"] == "UNAVAILABLE", m
+            await ws.close()
+            assert proxy.frozen
+            proxy.frozen = False
+            wait_health(a.port, "up")
+            ws, _ = await connect(a.url)
+            for name in names:
+                r = await request(ws, "subscribe", {"channel": name}, timeout=10)
+                assert r["type"] == "response" and r["data"]["status"] == "subscribed", r
+            for i, name in enumerate(names):
+                st, body = http(a.port, "POST", "/api/publish", {"channel": name, "data": i})
+                assert st == 200, (st, body)
+            got = await events(ws, len(names))
+            assert sorted(e["data"] for e in got) == list(range(len(names))), got
+            await ws.close()
+
+        run(go(), 60)
     finally:
         proxy.close()
 
