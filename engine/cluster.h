@@ -45,9 +45,10 @@ struct xmsg;
 #define CLUSTER_BACKOFF_MIN_MS 100
 #define CLUSTER_BACKOFF_MAX_MS 5000
 /* Events held per room while its SYNC is being read (beyond: the room syncs again). They are
- * posted to the home in one burst after the SYNC: at most XLINK_WINDOW / 2 (worker.h; checked
- * in cluster_chan.c), like the bus's other unread messages on a link. */
-#define CLUSTER_SYNC_BUFFER 4096
+ * posted to the home in one burst after the SYNC, past the bus's half-window read gate: kept at
+ * XLINK_WINDOW / 4 (worker.h; checked in cluster_chan.c) so that with the gate's XLINK_WINDOW / 2
+ * and the pending publishes' acks the link stays under a worker's reorder ring. */
+#define CLUSTER_SYNC_BUFFER 2048
 
 enum cluster_state {
     CLUSTER_OFF = 0,  /* no --redis (or --redis-optional and Redis unreachable at start) */

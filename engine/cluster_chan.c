@@ -12,7 +12,7 @@
 #include "log.h"
 #include "room.h"
 
-_Static_assert(CLUSTER_SYNC_BUFFER <= XLINK_WINDOW / 2,
+_Static_assert(CLUSTER_SYNC_BUFFER <= XLINK_WINDOW / 4,
                "the events held during a sync are posted in one burst: keep them in the window");
 
 /* ---- rooms ---- */
