@@ -942,7 +942,8 @@ void bc_on_xmsg(struct worker *w, struct xmsg *m)
     case XM_POLL_ACK: http_api_poll_ack(w, m); break;
     case XM_CL_EVENT:
     case XM_CL_SYNC:
-    case XM_CL_LOST: cluster_on_xmsg(w, m); break;
+    case XM_CL_LOST:
+    case XM_CL_DOWN: cluster_on_xmsg(w, m); break;
     case XM_PRES_RECORDS:
     case XM_PRES_EVENT:
     case XM_PRES_GATHER:

@@ -58,6 +58,7 @@ enum xmsg_type {
     XM_CL_EVENT, /* from the bus, to the home: one event (data: room, then the bus message) */
     XM_CL_SYNC,  /* from the bus, to the home: epoch, seq and the last events (count of them) */
     XM_CL_LOST,  /* from the home: the room's history was lost, close its subscribers (1013) */
+    XM_CL_DOWN,  /* from the bus, to every worker: Redis was lost (cluster_on_down) */
     /* presence.h */
     XM_PRES_RECORDS,    /* to the home: joins and leaves of members elsewhere */
     XM_PRES_EVENT,      /* from the home: a $presence frame for the opted-in members */

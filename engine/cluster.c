@@ -478,9 +478,24 @@ static void teardown(void)
             pp = &r->next;
         }
     }
-    if (was_up || atomic_load(&cluster_stats.state) == CLUSTER_UP)
+    bool was_state_up = atomic_load(&cluster_stats.state) == CLUSTER_UP;
+    if (was_up || was_state_up)
         log_warn("cluster: Redis is down: publishes fail with UNAVAILABLE until it is back");
     atomic_store(&cluster_stats.state, CLUSTER_DOWN);
+    /* The homes answer what waits for a SYNC that will not come now (cluster_on_down): after
+     * the SYNCs posted before, on the same ordered link. */
+    if ((was_up || was_state_up) && !atomic_load(&cl.stop)) {
+        for (unsigned i = 0; i < cl.eng->nworkers; i++) {
+            struct xmsg *m =
+                bc_xmsg_new(cl.eng->workers[0], XM_CL_DOWN, (struct span){"", 0}, 0, 0);
+            if (m) {
+                m->from = (uint8_t)cl.id;
+                bus_post(m, i);
+            } else {
+                log_error("cluster: out of memory telling worker %u that Redis is down", i);
+            }
+        }
+    }
     /* Capped exponential backoff with +-25% jitter: nodes do not reconnect in step. */
     int64_t b = cl.backoff_ms ? cl.backoff_ms * 2 : CLUSTER_BACKOFF_MIN_MS;
     if (b > CLUSTER_BACKOFF_MAX_MS)

@@ -44,8 +44,11 @@ struct xmsg;
 /* Reconnect backoff: from 100 ms, doubling, capped at 5 s, each try jittered by +-25%. */
 #define CLUSTER_BACKOFF_MIN_MS 100
 #define CLUSTER_BACKOFF_MAX_MS 5000
-/* Events held per room while its SYNC is being read (beyond: the room syncs again). */
-#define CLUSTER_SYNC_BUFFER 65536
+/* Events held per room while its SYNC is being read (beyond: the room syncs again). They are
+ * posted to the home in one burst after the SYNC, past the bus's half-window read gate: kept at
+ * XLINK_WINDOW / 4 (worker.h; checked in cluster_chan.c) so that with the gate's XLINK_WINDOW / 2
+ * and the pending publishes' acks the link stays under a worker's reorder ring. */
+#define CLUSTER_SYNC_BUFFER 2048
 
 enum cluster_state {
     CLUSTER_OFF = 0,  /* no --redis (or --redis-optional and Redis unreachable at start) */
@@ -101,7 +104,10 @@ void cluster_home_check(struct worker *w, struct room *r);
 /* A remote join was refused (XM_JOIN_ACK with unavail: the bus was down): r's waiting
  * subscribers are answered UNAVAILABLE and leave. */
 void cluster_join_refused(struct worker *w, struct room *r);
-/* XM_CL_EVENT, XM_CL_SYNC, XM_CL_LOST. Takes m. */
+/* The bus lost Redis (XM_CL_DOWN): every home room still waiting for its SYNC answers its
+ * waiters UNAVAILABLE and leaves the bus (the next subscribe starts a fresh sync). */
+void cluster_on_down(struct worker *w);
+/* XM_CL_EVENT, XM_CL_SYNC, XM_CL_LOST, XM_CL_DOWN. Takes m. */
 void cluster_on_xmsg(struct worker *w, struct xmsg *m);
 /* Frees r's deferred messages (the room is going). */
 void cluster_room_free(struct room *r);

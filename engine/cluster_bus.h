@@ -33,6 +33,7 @@ struct rconn {
 struct croom {
     struct croom *next;
     uint32_t hash, gen;
+    uint32_t sync;   /* the sync script sent last: an older one's reply is ignored */
     bool want;       /* the home wants its events */
     bool subscribed; /* SUBSCRIBE sent, no UNSUBSCRIBE since */
     bool confirmed;  /* ... and Redis confirmed it */

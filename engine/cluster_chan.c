@@ -12,6 +12,9 @@
 #include "log.h"
 #include "room.h"
 
+_Static_assert(CLUSTER_SYNC_BUFFER <= XLINK_WINDOW / 4,
+               "the events held during a sync are posted in one burst: keep them in the window");
+
 /* ---- rooms ---- */
 
 struct croom **bus_croom_slot(uint32_t hash, const char *name, size_t len)
@@ -69,7 +72,7 @@ void bus_subscribe(struct croom *r)
 
 /* What a sync reply needs to find its room again (the room may have gone meanwhile). */
 struct sync_ctx {
-    uint32_t hash, gen;
+    uint32_t hash, gen, sync;
     uint16_t len;
     char name[];
 };
@@ -85,6 +88,7 @@ static void start_sync(struct croom *r)
     }
     x->hash = r->hash;
     x->gen = r->gen;
+    x->sync = ++r->sync; /* a sync started again (buffer full) supersedes one in flight */
     x->len = r->len;
     memcpy(x->name, r->name, r->len);
     char meta[PREFIX_LEN + CHANNEL_MAX_LEN], stream[PREFIX_LEN + CHANNEL_MAX_LEN], hs[16], ep[17];
@@ -203,7 +207,7 @@ static void on_sync_reply(redisAsyncContext *ac, void *reply, void *priv)
     if (r)
         bus_replied(&cl.cmd);
     struct croom *cr = *bus_croom_slot(x->hash, x->name, x->len);
-    if (!cr || !cr->want || cr->gen != x->gen || !cr->syncing) {
+    if (!cr || !cr->want || cr->gen != x->gen || cr->sync != x->sync || !cr->syncing) {
         free(x);
         return; /* left, or asked again since: that sync answers */
     }

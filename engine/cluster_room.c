@@ -121,13 +121,25 @@ void cluster_home_check(struct worker *w, struct room *r)
     room_idle_del(&w->rooms, r);
 }
 
+/* r->cl_wait is kept newest first (a push is O(1)); whoever takes the list reverses it, so
+ * waiters are answered in arrival order (a connection's replies stay in request order). */
 static void wait_push(struct room *r, struct xmsg *m)
 {
-    m->next = NULL;
-    struct xmsg **pp = &r->cl_wait;
-    while (*pp)
-        pp = &(*pp)->next;
-    *pp = m;
+    m->next = r->cl_wait;
+    r->cl_wait = m;
+}
+
+static struct xmsg *wait_take(struct room *r)
+{
+    struct xmsg *m = r->cl_wait, *in_order = NULL;
+    r->cl_wait = NULL;
+    while (m) {
+        struct xmsg *next = m->next;
+        m->next = in_order;
+        in_order = m;
+        m = next;
+    }
+    return in_order;
 }
 
 static bool bus_up(void)
@@ -265,8 +277,7 @@ static void local_answer(struct worker *w, struct room *r, struct xmsg *x)
 /* The room is synced: what waited is answered, in arrival order. */
 static void run_waiting(struct worker *w, struct room *r)
 {
-    struct xmsg *m = r->cl_wait;
-    r->cl_wait = NULL;
+    struct xmsg *m = wait_take(r);
     while (m) {
         struct xmsg *next = m->next;
         m->next = NULL;
@@ -284,6 +295,73 @@ static void run_waiting(struct worker *w, struct room *r)
             bc_on_xmsg(w, m); /* a resume from another worker, a poll: the room is synced */
         }
         m = next;
+    }
+}
+
+/* The bus went down while r waited for its SYNC: a local subscribe that waited is answered
+ * UNAVAILABLE, like one that comes while the bus is down, and leaves. */
+static void local_refuse(struct worker *w, struct room *r, struct xmsg *x)
+{
+    struct conn *c = worker_conn_lookup(w, x->slot, x->serial);
+    struct member *mb = c ? room_member_of(c, r) : NULL;
+    if (mb && mb->resume == x->token) {
+        for (struct pend *p = mb->pend; p; p = p->next)
+            dispatch_write_error(w, p->f, "UNAVAILABLE", UNAVAILABLE_MSG,
+                                 (struct span){p->id, p->id_len});
+        room_member_del(mb); /* sends the rewritten replies */
+    }
+    free(x);
+}
+
+/* r (home, subscribing) will get no SYNC from this bus connection: what waits for it is
+ * answered as when the bus is down, and the room leaves the bus, so that the next subscribe
+ * (after Redis is back) asks for a fresh sync. Resumes from other workers and polls go on
+ * *later (answered after the walk: they may release rooms). May free r. */
+static void fail_waiting(struct worker *w, struct room *r, struct xmsg ***later)
+{
+    struct xmsg *m = wait_take(r);
+    ask_bus(w, r, XM_CL_UNSUB); /* its sync, if one is still coming, is not wanted */
+    r->cl_state = CL_NONE;
+    while (m) {
+        struct xmsg *next = m->next;
+        m->next = NULL;
+        if (m->type == XM_COUNT) {
+            /* As cluster_home_defer refuses a join while the bus is down. */
+            r->remote -= r->wcount[m->from];
+            r->wcount[m->from] = 0;
+            r->mask &= ~(1ull << m->from);
+            m->err = m->unavail = true;
+            m->type = XM_JOIN_ACK;
+            unsigned to = m->from;
+            m->from = (uint8_t)w->id;
+            bc_post(w, to, m);
+        } else if (m->type == XM_RESUME && m->from == w->id) {
+            local_refuse(w, r, m);
+        } else {
+            **later = m;
+            *later = &m->next;
+        }
+        m = next;
+    }
+    bc_room_release(w, r);
+}
+
+void cluster_on_down(struct worker *w)
+{
+    struct xmsg *later = NULL, **tail = &later;
+    for (unsigned b = 0; b < w->rooms.nbuckets; b++) {
+        struct room *next;
+        for (struct room *r = w->rooms.buckets[b]; r; r = next) {
+            next = r->hnext; /* fail_waiting frees r at most */
+            if (r->is_home && r->cl_state == CL_SUBSCRIBING)
+                fail_waiting(w, r, &tail);
+        }
+    }
+    while (later) {
+        struct xmsg *m = later;
+        later = m->next;
+        m->next = NULL;
+        bc_on_xmsg(w, m); /* the room is not subscribing now: answered as while the bus is down */
     }
 }
 
@@ -427,6 +505,10 @@ void cluster_on_xmsg(struct worker *w, struct xmsg *m)
     switch (m->type) {
     case XM_CL_EVENT: on_event(w, m); break;
     case XM_CL_SYNC: on_sync(w, m); break;
+    case XM_CL_DOWN:
+        free(m);
+        cluster_on_down(w);
+        break;
     case XM_CL_LOST: {
         struct room *r = room_find(&w->rooms, m->room_hash, m->data, m->room_len);
         if (r && !r->is_home)

@@ -107,7 +107,7 @@ struct room {
     bool idle;
     bool has_waiters; /* on the worker's waiter-room list */
     /* cluster.h, on the home: 0 not on the bus, 1 subscribing (events wait for the SYNC), 2
-     * synced; the generation of the SUB asked last; requests waiting for the SYNC, in order. */
+     * synced; the generation of the SUB asked last; requests waiting for the SYNC, newest first. */
     uint8_t cl_state;
     bool cl_hold; /* the SYNC's waiters are being answered: r stays, and stays followed */
     uint32_t cl_gen;

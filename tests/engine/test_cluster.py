@@ -19,7 +19,7 @@ import urllib.request
 
 import pytest
 
-from engine_harness import BINARY, connect, free_port, recv_json, request, run
+from engine_harness import BINARY, connect, free_port, recv_json, reply_for, request, run
 
 REDIS = shutil.which("redis-server")
 KEY = "cluster-test-key"
@@ -350,9 +350,14 @@ class FreezableProxy:
     """A TCP proxy to Redis that can stop forwarding while keeping every connection open: a
     Redis that accepts and never answers."""
 
-    def __init__(self, target_port):
+    def __init__(self, target_port, freeze_after=None, hold_after=None):
         self.target = target_port
         self.frozen = False
+        self.freeze_after = freeze_after  # bytes: freeze once the engine has sent them
+        self.hold_after = hold_after  # bytes: hold that connection's answers while self.hold
+        self.hold = False
+        self.held = None
+        self.clients = set()
         self.lsock = socket.socket()
         self.lsock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self.lsock.bind(("127.0.0.1", 0))
@@ -366,13 +371,14 @@ class FreezableProxy:
     def _run(self):
         socks = {}
         while not self.done:
-            rl = [self.lsock] + list(socks)
+            rl = [self.lsock] + [x for x in socks if not (self.hold and x is self.held)]
             r, _, _ = select.select(rl, [], [], 0.05)
             for s in r:
                 if s is self.lsock:
                     c, _ = s.accept()
                     u = socket.create_connection(("127.0.0.1", self.target))
                     socks[c], socks[u] = u, c
+                    self.clients.add(c)
                     continue
                 if self.frozen:
                     continue
@@ -388,6 +394,12 @@ class FreezableProxy:
                             x.close()
                     continue
                 peer.sendall(data)
+                if self.hold_after and s in self.clients and self.hold_after in data:
+                    self.hold_after = None
+                    self.held, self.hold = peer, True  # Redis's answers wait in the socket
+                if self.freeze_after and s in self.clients and self.freeze_after in data:
+                    self.freeze_after = None
+                    self.frozen = True  # forwarded to Redis; its answer never comes back
             if self.frozen:
                 time.sleep(0.01)
         for s in socks:
@@ -418,6 +430,103 @@ def test_redis_that_never_answers(start_engine, redis):
         wait_health(a.port, "up")
         st, body = http(a.port, "POST", "/api/publish", {"channel": "h", "data": 3})
         assert st == 200, body
+    finally:
+        proxy.close()
+
+
+def test_redis_lost_while_a_room_syncs(start_engine, redis):
+    """Redis stops answering right after the node sent SUBSCRIBE for a new room: the subscribes
+    waiting for that room's sync are answered UNAVAILABLE once the timeout says Redis is down
+    (not left waiting for the whole outage), and once Redis is back the room can be joined."""
+    proxy = FreezableProxy(redis.port, freeze_after=b"rc:c:frz")
+    try:
+        a = node(start_engine, f"redis://127.0.0.1:{proxy.port}")
+        wait_health(a.port, "up")
+
+        async def go():
+            ws, _ = await connect(a.url)
+            # several rooms: homed on this connection's worker and on the other one
+            names = [f"frz{i}" for i in range(6)]
+            t0 = time.monotonic()
+            for i, name in enumerate(names):
+                await ws.send(json.dumps({"type": "request", "event": "subscribe", "id": f"s{i}",
+                                          "data": {"channel": name}}))
+            got = {}
+            while len(got) < len(names):
+                try:
+                    m = await recv_json(ws, 10)
+                except asyncio.TimeoutError:
+                    raise AssertionError(f"answered: {got}\n" + a.stderr()[-3000:])
+                if m.get("type") in ("response", "error"):
+                    got[m.get("correlation_id")] = m
+            # --redis-timeout-ms 1000, plus a generous margin
+            assert time.monotonic() - t0 < 6, time.monotonic() - t0
+            for i in range(len(names)):
+                m = got[f"s{i}"]
+                assert m["type"] == "error" and m["data"]["code"] == "UNAVAILABLE", m
+            await ws.close()
+            assert proxy.frozen
+            proxy.frozen = False
+            wait_health(a.port, "up")
+            ws, _ = await connect(a.url)
+            for name in names:
+                r = await request(ws, "subscribe", {"channel": name}, timeout=10)
+                assert r["type"] == "response" and r["data"]["status"] == "subscribed", r
+            for i, name in enumerate(names):
+                st, body = http(a.port, "POST", "/api/publish", {"channel": name, "data": i})
+                assert st == 200, (st, body)
+            got = await events(ws, len(names))
+            assert sorted(e["data"] for e in got) == list(range(len(names))), got
+            await ws.close()
+
+        run(go(), 60)
+    finally:
+        proxy.close()
+
+
+def test_sync_restarted_when_its_buffer_overflows(start_engine, redis):
+    """More events than the sync buffer (2048) arrive while a room's sync script is answered
+    late: the node drops them and syncs again; the first sync's (stale) answer must not be used,
+    or the events in between are missing and the subscriber is closed 1013 as if lost."""
+    proxy = FreezableProxy(redis.port, hold_after=b"rc:s:bigsync")
+    try:
+        a = node(start_engine, f"redis://127.0.0.1:{proxy.port}", "--redis-timeout-ms", "20000")
+        b = node(start_engine, redis.url)
+        wait_health(a.port, "up")
+        n = 2300
+
+        async def go():
+            ws = await connect(a.url)
+            ws = ws[0]
+            await ws.send(json.dumps({"type": "request", "event": "subscribe", "id": "s",
+                                      "data": {"channel": "bigsync"}}))
+            deadline = time.monotonic() + 10
+            while not proxy.hold:  # the sync script was sent: its answer is held
+                assert time.monotonic() < deadline
+                await asyncio.sleep(0.01)
+            p, _ = await connect(b.url)
+            for i in range(n):
+                await pub(p, "bigsync", i, f"p{i}")
+            for _ in range(n):
+                m = await recv_json(p, 30)
+                assert m["type"] == "response", m
+            await asyncio.sleep(0.5)  # node a reads them all from its subscription
+            proxy.hold = False
+            r = await reply_for(ws, "s", 20)
+            assert r["type"] == "response" and r["data"]["status"] == "subscribed", r
+            seq = r["data"]["seq"]
+            assert 0 < seq <= n, r
+            got = await events(ws, n - seq, 20)
+            assert [e["seq"] for e in got] == list(range(seq + 1, n + 1))
+            await pub(p, "bigsync", "last", "plast")
+            last = await events(ws, 1)
+            assert last[0]["seq"] == n + 1 and last[0]["data"] == "last", last
+            await ws.close()
+            await p.close()
+
+        run(go(), 90)
+        m = metrics(a.port)
+        assert m.get("ringcast_redis_history_lost_total") == 0, m
     finally:
         proxy.close()
 
