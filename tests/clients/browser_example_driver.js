@@ -87,7 +87,7 @@ async function main() {
 }
 
 for (const sig of ['SIGINT', 'SIGTERM']) {
-  process.on(sig, () => (stopping ? stopping() : process.exit(1)));
+  process.on(sig, () => (stopping ? stopping() : process.exit(1))); // exit kills the browser
 }
 main().then(
   (code) => { chromium.cleanup(); process.exit(code); },

@@ -45,6 +45,9 @@ function launchChromium(prefix, extraArgs = []) {
     ...extraArgs, 'about:blank',
   ], { detached: true, stdio: ['ignore', 'ignore', 'pipe'] });
   browser.stderr.on('data', (d) => { stderrTail = (stderrTail + d.toString()).slice(-2000); });
+  // Whatever way the driver exits (a signal before it is ready, an exception), the browser, in
+  // its own process group, goes with it: nothing outlives the test.
+  process.on('exit', () => cleanup());
 
   async function endpoint() {
     const file = path.join(profile, 'DevToolsActivePort');
