@@ -90,9 +90,11 @@ def test_reconnect_storm_without_history_loses_and_fails(engine, tmp_path):
     d, rc = j["deliveries"], j["reconnect"]
     assert r.returncode == 1, r.stdout + r.stderr
     assert j["ok"] is False
-    # Every resume was answered "recovered":false and counted so ...
-    assert rc["reconnects"] > 0 and rc["resumes_unrecovered"] == rc["reconnects"], rc
-    assert rc["resumes_recovered"] == 0 and rc["replayed"] == 0, rc
+    # Resumes that missed events were answered "recovered":false and counted so (one that missed
+    # nothing, or a reconnect still resuming at the end, may not be) ...
+    assert rc["reconnects"] > 0 and rc["resumes_unrecovered"] > 0, rc
+    assert rc["resumes_unrecovered"] + rc["resumes_recovered"] <= rc["reconnects"], rc
+    assert rc["replayed"] == 0, rc
     # ... and what was published meanwhile is lost, never a duplicate or a false PASS.
     assert d["lost"] > 0 and d["delivered"] + d["lost"] == d["expected"], d
     assert d["duplicate"] == 0, d
