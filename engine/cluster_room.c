@@ -189,6 +189,20 @@ bool cluster_home_subscribe(struct conn *c, struct room *r, struct member *m, st
     return true;
 }
 
+/* A join (XM_COUNT) from another worker, undone and refused while the bus is down: its
+ * subscribers get UNAVAILABLE. */
+static void refuse_join(struct worker *w, struct room *r, struct xmsg *m)
+{
+    r->remote -= r->wcount[m->from];
+    r->wcount[m->from] = 0;
+    r->mask &= ~(1ull << m->from);
+    m->err = m->unavail = true;
+    m->type = XM_JOIN_ACK;
+    unsigned to = m->from;
+    m->from = (uint8_t)w->id;
+    bc_post(w, to, m);
+}
+
 bool cluster_home_defer(struct worker *w, struct room *r, struct xmsg *m)
 {
     if (cluster_local_room(room_name(r)) || r->cl_state == CL_SYNCED)
@@ -196,15 +210,7 @@ bool cluster_home_defer(struct worker *w, struct room *r, struct xmsg *m)
     if (!bus_up() && !r->cl_wait) {
         if (m->type != XM_COUNT)
             return false; /* a resume whose join is refused below: its answer finds nobody */
-        /* A join from another worker: undone and refused; its subscribers get UNAVAILABLE. */
-        r->remote -= r->wcount[m->from];
-        r->wcount[m->from] = 0;
-        r->mask &= ~(1ull << m->from);
-        m->err = m->unavail = true;
-        m->type = XM_JOIN_ACK;
-        unsigned to = m->from;
-        m->from = (uint8_t)w->id;
-        bc_post(w, to, m);
+        refuse_join(w, r, m);
         bc_room_release(w, r);
         return true;
     }
@@ -326,15 +332,7 @@ static void fail_waiting(struct worker *w, struct room *r, struct xmsg ***later)
         struct xmsg *next = m->next;
         m->next = NULL;
         if (m->type == XM_COUNT) {
-            /* As cluster_home_defer refuses a join while the bus is down. */
-            r->remote -= r->wcount[m->from];
-            r->wcount[m->from] = 0;
-            r->mask &= ~(1ull << m->from);
-            m->err = m->unavail = true;
-            m->type = XM_JOIN_ACK;
-            unsigned to = m->from;
-            m->from = (uint8_t)w->id;
-            bc_post(w, to, m);
+            refuse_join(w, r, m);
         } else if (m->type == XM_RESUME && m->from == w->id) {
             local_refuse(w, r, m);
         } else {
