@@ -95,6 +95,16 @@ class Engine:
         with open(self._err.name, "r", errors="replace") as f:
             return f.read()
 
+    def wait_log(self, text, timeout=5.0):
+        """True once `text` is in the engine's log. The engine accepts as soon as its workers
+        run; its own "listening on" line comes a moment later, from the main thread."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if text in self.stderr():
+                return True
+            time.sleep(0.05)
+        return False
+
     def signal(self, sig=signal.SIGTERM):
         self.proc.send_signal(sig)
 

@@ -116,6 +116,7 @@ def test_bind_accepts_a_host_name(start_engine):
     e = start_engine("--threads", "1", "--bind", "localhost")
     status, _, _ = http_exchange(e.port, upgrade_request())
     assert status == 101
+    assert e.wait_log("listening on "), e.stderr()
     assert "listening on 127.0.0.1:" in e.stderr() or "listening on [::1]:" in e.stderr()
 
 

@@ -46,15 +46,6 @@ def tls_engine(start_engine, ca):
     return start
 
 
-def wait_log(engine, text, timeout=5.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if text in engine.stderr():
-            return True
-        time.sleep(0.05)
-    return False
-
-
 def tls_raw_ws(port, ctx, rcvbuf=None):
     """RawWS over a TLS socket: hand-made frames through the engine's TLS."""
     ws = RawWS(port, handshake=False, rcvbuf=rcvbuf)
@@ -151,7 +142,7 @@ def test_plaintext_to_tls_port_answered_and_logged(tls_engine, ca):
         s.sendall(upgrade_request())
         raw = read_http_head(s, 5)
         assert parse_http_response(raw)[0] == 400
-    assert wait_log(e, "plaintext HTTP sent to the TLS port")
+    assert e.wait_log("plaintext HTTP sent to the TLS port")
     assert health(e.port, ca.client_context())[0] == 200
 
 
@@ -180,12 +171,12 @@ def test_truncated_and_silent_handshakes_time_out(tls_engine, ca):
         except ConnectionResetError:
             pass
     assert time.monotonic() - t0 < 5.5
-    assert wait_log(e, "TLS handshake timed out: not completed in 1s")
+    assert e.wait_log("TLS handshake timed out: not completed in 1s")
     # Half a hello, then the client goes away: closed at once, logged as truncated.
     with socket.create_connection(("127.0.0.1", e.port), timeout=5) as s:
         s.sendall(hello[:40])
         time.sleep(0.2)
-    assert wait_log(e, "TLS handshake truncated")
+    assert e.wait_log("TLS handshake truncated")
     half.close()
     silent.close()
     assert health(e.port, ca.client_context())[0] == 200
@@ -204,7 +195,7 @@ def test_old_protocol_refused(tls_engine, ca):
     with pytest.raises((ssl.SSLError, ConnectionResetError)):
         peer_cert_serial(e.port, ctx)
     # The engine saw a real TLS 1.1 hello and said why it refused it.
-    assert wait_log(e, "TLS handshake failed: unsupported protocol")
+    assert e.wait_log("TLS handshake failed: unsupported protocol")
     # TLS 1.2 (the minimum) and 1.3 both work.
     for v in (ssl.TLSVersion.TLSv1_2, ssl.TLSVersion.TLSv1_3):
         ctx = ca.client_context(minimum_version=v, maximum_version=v)
@@ -223,7 +214,7 @@ def test_tls12_cbc_only_client_refused(tls_engine, ca):
     ctx.set_ciphers("ECDHE-RSA-AES128-SHA:ECDHE-ECDSA-AES128-SHA:AES128-SHA")
     with pytest.raises(ssl.SSLError):
         peer_cert_serial(e.port, ctx)
-    assert wait_log(e, "TLS handshake failed: no shared cipher")
+    assert e.wait_log("TLS handshake failed: no shared cipher")
 
 
 def test_alpn(tls_engine, ca):
@@ -256,7 +247,7 @@ def test_sighup_reloads_certificate_for_new_connections(tls_engine, ca):
         os.replace(cert2, e.cert)
         os.replace(key2, e.key)
         e.signal(signal.SIGHUP)
-        assert await asyncio.to_thread(wait_log, e, "reload: TLS: new connections get")
+        assert await asyncio.to_thread(e.wait_log, "reload: TLS: new connections get")
         second = await asyncio.to_thread(peer_cert_serial, e.port, ctx)
         assert second != first
         # Connections made before the reload carry on with the old session.
@@ -267,7 +258,7 @@ def test_sighup_reloads_certificate_for_new_connections(tls_engine, ca):
         with open(e.cert, "w") as f:
             f.write("not a certificate\n")
         e.signal(signal.SIGHUP)
-        assert await asyncio.to_thread(wait_log, e, "keeping the certificate in use")
+        assert await asyncio.to_thread(e.wait_log, "keeping the certificate in use")
         assert await asyncio.to_thread(peer_cert_serial, e.port, ctx) == second
         new_ws, _ = await connect(e.wss, ssl=ctx)
         await subscribe(new_ws, "reload-room")
@@ -314,7 +305,7 @@ def test_non_reading_wss_subscriber_closed_as_slow_consumer(tls_engine, ca):
         await fast.close()
 
     run(go(), timeout=60)
-    assert wait_log(e, "slow consumer: queue over its cap", timeout=5)
+    assert e.wait_log("slow consumer: queue over its cap", timeout=5)
     growth = e_rss_kb(e) - rss0
     if not sanitized():  # ASan's quarantine keeps freed memory resident
         assert growth < 12 * 1024, f"engine RSS grew {growth} KiB for one slow TLS subscriber"
@@ -429,7 +420,7 @@ def test_tls_from_config_file(start_engine, ca, tmp_path):
     ini.write_text(f"[ringcast]\ntls-cert = {cert}\ntls_key = {key}\n")
     e = start_engine("--config", str(ini))
     assert health(e.port, ca.client_context())[0] == 200
-    assert wait_log(e, "TLS: serving " + cert)
+    assert e.wait_log("TLS: serving " + cert)
 
 
 def test_abrupt_disconnects_at_every_stage(tls_engine, ca):
