@@ -362,6 +362,20 @@ static uint64_t exp_tick(const struct conn *c)
 
 /* Schedules an open connection's timer at tick due (UINT64_MAX: none), or when its token
  * expires if that comes first: one wheel entry serves the heartbeat and the expiry. */
+/* The silence after which an open connection is pinged: heartbeat_s at most, and at least half
+ * of it, at a point of that range fixed per connection (a Weyl sequence over the serial spreads
+ * consecutive connections evenly). Connections accepted in one burst would otherwise be pinged,
+ * and answer, in the same tick, heartbeat after heartbeat: a thousand sends and receives in one
+ * loop iteration, in front of whatever publish arrives with them (docs/benchmarks.md). */
+static uint64_t heartbeat_ticks(const struct conn *c)
+{
+    uint64_t hb = TICKS((uint64_t)c->w->cfg->heartbeat_s * 1000), spread = hb / 2;
+    if (!spread)
+        return hb;
+    uint64_t frac = (c->serial * 0x9E3779B97F4A7C15ull) >> 32; /* frac(serial × φ), 32 bits */
+    return hb - ((frac * spread) >> 32);
+}
+
 static void open_timer(struct conn *c, uint64_t due)
 {
     uint64_t e = exp_tick(c);
@@ -466,7 +480,7 @@ static int handshake(struct conn *c, uint8_t *buf, size_t len, size_t *need)
         struct span sub = c->grant ? auth_grant_sub(c->grant) : SPAN_NULL;
         conn_debug(c, "upgraded: %s%s%.*s", target, sub.len ? " as " : "", (int)sub.len, sub.base);
     }
-    open_timer(c, w->cfg->heartbeat_s ? w->tick + TICKS(w->cfg->heartbeat_s * 1000) : UINT64_MAX);
+    open_timer(c, w->cfg->heartbeat_s ? w->tick + heartbeat_ticks(c) : UINT64_MAX);
     return r;
 }
 
@@ -814,7 +828,6 @@ void conn_on_timer(struct tw_entry *e, void *arg)
             open_timer(c, UINT64_MAX); /* it fired early for the expiry: wait for it */
             return;
         }
-        uint64_t hb = TICKS(cfg->heartbeat_s * 1000);
         if (c->flags & CONN_PING_OUT) {
             connlog(c, LOG_LVL_INFO, "no answer to heartbeat ping, closing with 4000");
             w->m.heartbeat_closes++;
@@ -822,7 +835,7 @@ void conn_on_timer(struct tw_entry *e, void *arg)
             conn_close(c, 4000, "heartbeat timeout");
             return;
         }
-        uint64_t due = (uint64_t)c->last_rx_tick + hb;
+        uint64_t due = (uint64_t)c->last_rx_tick + heartbeat_ticks(c);
         if (due > w->tick) {
             open_timer(c, due); /* active since: check again later */
             return;

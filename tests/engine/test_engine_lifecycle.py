@@ -2,6 +2,7 @@
 
 import asyncio
 import json
+import select
 import signal
 import struct
 import time
@@ -114,6 +115,29 @@ def test_heartbeat_pings_idle_connection(start_engine):
     assert op == OP_PING, f"expected a server ping, got opcode {op}"
     assert time.monotonic() - t0 <= 2.5
     ws.close()
+
+
+def test_heartbeat_pings_of_a_connection_burst_are_spread(start_engine):
+    """Connections accepted together are not pinged in the same tick: each is pinged after a
+    silence of its own between half the heartbeat and the whole of it (a thousand pings and
+    pongs in one iteration would delay the publish that shares it)."""
+    e = start_engine("--threads", "1", "--heartbeat-s", "2", "--heartbeat-timeout-s", "5")
+    t0 = time.monotonic()
+    conns = [RawWS(e.port) for _ in range(20)]
+    first = []  # seconds from the burst to each connection's first ping
+    pending = set(range(len(conns)))
+    while pending and time.monotonic() - t0 < 4:
+        ready, _, _ = select.select([conns[i].sock for i in pending], [], [], 0.05)
+        for i in [i for i in pending if conns[i].sock in ready]:
+            op, _ = conns[i].recv_frame(timeout=1)
+            assert op == OP_PING, f"expected a server ping, got opcode {op}"
+            first.append(time.monotonic() - t0)
+            pending.discard(i)
+    for ws in conns:
+        ws.close()
+    assert not pending, f"{len(pending)} connections were never pinged"
+    assert min(first) >= 0.8 and max(first) <= 3.0, sorted(first)
+    assert max(first) - min(first) >= 0.5, f"pings bunched: {sorted(first)}"
 
 
 def test_heartbeat_closes_unresponsive_client(start_engine):
