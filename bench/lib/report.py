@@ -249,9 +249,28 @@ def loadavg():
         return None
 
 
+def jitter_line(jitter):
+    """One report line from bench/jitter's JSON before and after the runs, or None."""
+    parts = []
+    for when, doc in zip(("before", "after"), jitter or ()):
+        if doc and doc.get("cpus"):
+            parts.append("%s: %s" % (when, ", ".join(
+                "CPU %d %.1f ms/s, longest %.2f ms" % (c["cpu"], c["lost_ms_per_s"], c["max_ms"])
+                for c in doc["cpus"])))
+    if not parts:
+        return None
+    return ("- **Scheduling jitter** (`bench/jitter`: a spinning thread pinned to each CPU for "
+            "%.0f s; the time lost to gaps over %d µs, and the longest gap): %s. A server pinned "
+            "there loses the same time, and an event it holds arrives late by up to the gap: "
+            "percentiles near these gaps measure the machine as much as the server."
+            % (jitter[0]["seconds"] if jitter[0] else jitter[1]["seconds"],
+               (jitter[0] or jitter[1])["threshold_us"], "; ".join(parts)))
+
+
 def render(scenarios, servers, cells, reps, command, machine, results_dir, started, load=None,
-           finished=None):
-    """The generated part of docs/benchmarks.md. load: (1-min load average at start, at end)."""
+           finished=None, jitter=None):
+    """The generated part of docs/benchmarks.md. load: (1-min load average at start, at end);
+    jitter: bench/jitter's JSON (before, after)."""
     lines = [MARKER, "", "## Results", ""]
     finished = finished or datetime.datetime.now(datetime.timezone.utc)
     lines.append("- **Date:** %s (%.0f min)" % (
@@ -262,6 +281,9 @@ def render(scenarios, servers, cells, reps, command, machine, results_dir, start
             if max(load) > 1.5 else ""
         lines.append("- **Load average** (1 min, %d CPUs): %.2f at the start, %.2f at the end%s."
                      % (os.cpu_count() or 0, load[0], load[1], busy))
+    jl = jitter_line(jitter)
+    if jl:
+        lines.append(jl)
     lines.append("- **Command:** `%s`" % command)
     lines.append("- **Repetitions:** %d per server and scenario, interleaved; each cell is the "
                  "median (loss: the sum). Raw results: `%s`." % (reps, results_dir))
