@@ -177,22 +177,29 @@ static int send_all(struct wsc *c, const void *buf, size_t len)
     return tls_flush(c);
 }
 
-/* Room in rbuf for extra more bytes after rlen. */
-static int rbuf_reserve(struct wsc *c, size_t extra)
+/* Grows *buf (capacity *cap; first when it has none yet, doubling from there) to hold at least
+ * need bytes. */
+static int buf_reserve(struct wsc *c, uint8_t **buf, size_t *cap, size_t need, size_t first)
 {
-    if (c->rlen + extra <= c->rcap)
+    if (need <= *cap)
         return WSC_OK;
-    size_t cap = c->rcap ? c->rcap : 16384;
-    while (cap < c->rlen + extra)
-        cap *= 2;
-    uint8_t *nb = realloc(c->rbuf, cap);
+    size_t n = *cap ? *cap : first;
+    while (n < need)
+        n *= 2;
+    uint8_t *nb = realloc(*buf, n);
     if (!nb) {
         set_err(c, "out of memory");
         return WSC_ERR;
     }
-    c->rbuf = nb;
-    c->rcap = cap;
+    *buf = nb;
+    *cap = n;
     return WSC_OK;
+}
+
+/* Room in rbuf for extra more bytes after rlen. */
+static int rbuf_reserve(struct wsc *c, size_t extra)
+{
+    return buf_reserve(c, &c->rbuf, &c->rcap, c->rlen + extra, 16384);
 }
 
 /* wss://: n bytes of ciphertext arrived in buf: decrypts all it completes into rbuf. Returns
@@ -223,6 +230,19 @@ static int tls_input(struct wsc *c, const uint8_t *buf, size_t n, size_t *got)
         *got += (size_t)r;
     }
     return tls_flush(c); /* a key update's answer, say */
+}
+
+/* recv() returned n <= 0: true when it is worth another try (EINTR, EAGAIN), else false with the
+ * error set (the server closed the connection, or why recv failed). */
+static bool recv_again(struct wsc *c, ssize_t n)
+{
+    if (n < 0 && (errno == EINTR || errno == EAGAIN))
+        return true;
+    if (n == 0)
+        set_err(c, "the server closed the connection without a close frame (1006)");
+    else
+        set_err(c, "recv: %s", strerror(errno));
+    return false;
 }
 
 /* Reads what the socket has into rbuf, growing it to hold at least want unparsed bytes. Waits
@@ -270,12 +290,8 @@ static int fill(struct wsc *c, size_t want, int64_t deadline, const sigset_t *si
             }
             if (n > 0)
                 continue; /* a record is still incomplete */
-            if (n < 0 && (errno == EINTR || errno == EAGAIN))
+            if (recv_again(c, n))
                 continue;
-            if (n == 0)
-                set_err(c, "the server closed the connection without a close frame (1006)");
-            else
-                set_err(c, "recv: %s", strerror(errno));
             return WSC_ERR;
         }
         ssize_t n = recv(c->fd, c->rbuf + c->rlen, c->rcap - c->rlen, 0);
@@ -283,12 +299,8 @@ static int fill(struct wsc *c, size_t want, int64_t deadline, const sigset_t *si
             c->rlen += (size_t)n;
             return WSC_OK;
         }
-        if (n < 0 && (errno == EINTR || errno == EAGAIN))
+        if (recv_again(c, n))
             continue;
-        if (n == 0)
-            set_err(c, "the server closed the connection without a close frame (1006)");
-        else
-            set_err(c, "recv: %s", strerror(errno));
         return WSC_ERR;
     }
 }
@@ -536,18 +548,8 @@ int wsc_send_text(struct wsc *c, const char *s, size_t len)
 
 static int msg_append(struct wsc *c, const uint8_t *p, size_t len)
 {
-    if (c->mlen + len + 1 > c->mcap) {
-        size_t cap = c->mcap ? c->mcap : 4096;
-        while (cap < c->mlen + len + 1)
-            cap *= 2;
-        uint8_t *nb = realloc(c->msg, cap);
-        if (!nb) {
-            set_err(c, "out of memory");
-            return WSC_ERR;
-        }
-        c->msg = nb;
-        c->mcap = cap;
-    }
+    if (buf_reserve(c, &c->msg, &c->mcap, c->mlen + len + 1, 4096) != WSC_OK)
+        return WSC_ERR;
     memcpy(c->msg + c->mlen, p, len);
     c->mlen += len;
     c->msg[c->mlen] = 0;
@@ -641,11 +643,7 @@ void wsc_free(struct wsc *c)
     if (c->fd >= 0)
         close(c->fd);
     c->fd = -1;
-    if (c->tls) {
-        tlsc_free(c->tls);
-        free(c->tls);
-        c->tls = NULL;
-    }
+    tlsc_release(&c->tls);
     free(c->rbuf);
     free(c->msg);
     c->rbuf = c->msg = NULL;

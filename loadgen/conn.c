@@ -297,11 +297,7 @@ static void conn_end(struct lg_worker *w, struct lg_conn *c, const char *fmt, ..
         close(c->fd);
         c->fd = -1;
     }
-    if (c->tls) {
-        tlsc_free(c->tls);
-        free(c->tls);
-        c->tls = NULL;
-    }
+    tlsc_release(&c->tls);
 }
 
 /* Writes a close frame (code, reason) straight to the socket, before a connection is ended: it
@@ -503,11 +499,7 @@ void lg_conn_drop(struct lg_worker *w, struct lg_conn *c, bool rst)
     close(c->fd);
     c->fd = -1;
     c->state = CS_AWAY;
-    if (c->tls) { /* wss://: the next connection has a session of its own */
-        tlsc_free(c->tls);
-        free(c->tls);
-        c->tls = NULL;
-    }
+    tlsc_release(&c->tls); /* wss://: the next connection has a session of its own */
 }
 
 bool lg_conn_quiet(const struct lg_conn *c)
@@ -1261,11 +1253,7 @@ static void close_all(struct lg_worker *w)
             close(c->fd);
             c->fd = -1;
         }
-        if (c->tls) {
-            tlsc_free(c->tls);
-            free(c->tls);
-            c->tls = NULL;
-        }
+        tlsc_release(&c->tls);
     }
 }
 

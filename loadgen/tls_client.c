@@ -4,6 +4,7 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include <openssl/err.h>
@@ -196,4 +197,13 @@ void tlsc_free(struct tlsc *t)
 {
     SSL_free(t->ssl); /* and both BIOs: tlsc_start attached them */
     memset(t, 0, sizeof(*t));
+}
+
+void tlsc_release(struct tlsc **tp)
+{
+    if (!*tp)
+        return;
+    tlsc_free(*tp);
+    free(*tp);
+    *tp = NULL;
 }

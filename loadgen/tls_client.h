@@ -73,4 +73,8 @@ size_t tlsc_out_take(struct tlsc *t, void *buf, size_t cap);
 /* Frees the session; safe on a zeroed or already freed t. */
 void tlsc_free(struct tlsc *t);
 
+/* For a session the caller allocated (calloc): tlsc_free, free it and set *tp to NULL. Safe on a
+ * NULL *tp. */
+void tlsc_release(struct tlsc **tp);
+
 #endif

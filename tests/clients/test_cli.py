@@ -5,7 +5,6 @@ import base64
 import hashlib
 import hmac
 import json
-import os
 import signal
 import subprocess
 import time
@@ -13,17 +12,8 @@ import urllib.request
 
 import pytest
 
-from cli_helpers import API_KEY, CLI, Sub, cli
+from cli_helpers import API_KEY, Sub, cli
 from engine_harness import Engine, free_port
-
-
-@pytest.fixture
-def eng():
-    if not os.access(CLI, os.X_OK):
-        pytest.fail(f"ringcast-cli missing: {CLI} (ninja -C build, or set RINGCAST_BUILD)")
-    e = Engine(["--threads", "2", "--api-key", API_KEY])
-    yield e
-    e.check_clean_exit()
 
 
 def http_publish(engine, body):

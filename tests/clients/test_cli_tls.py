@@ -9,8 +9,7 @@ import sys
 
 import pytest
 
-from cli_helpers import API_KEY, CLI, Sub, cli
-from engine_harness import Engine
+from cli_helpers import CLI, Sub, cli
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "loadgen"))
 from tls_helpers import TlsFront, make_pki  # noqa: E402
@@ -19,15 +18,6 @@ from tls_helpers import TlsFront, make_pki  # noqa: E402
 @pytest.fixture(scope="module")
 def pki(tmp_path_factory):
     return make_pki(tmp_path_factory.mktemp("pki"))
-
-
-@pytest.fixture
-def eng():
-    if not os.access(CLI, os.X_OK):
-        pytest.fail(f"ringcast-cli missing: {CLI} (ninja -C build, or set RINGCAST_BUILD)")
-    e = Engine(["--threads", "2", "--api-key", API_KEY])
-    yield e
-    e.check_clean_exit()
 
 
 @pytest.fixture

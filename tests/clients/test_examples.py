@@ -13,6 +13,7 @@ A second test shrinks the history so that the outage outlasts it: the resume ans
 on with the live events.
 """
 
+import contextlib
 import json
 import os
 import re
@@ -88,6 +89,40 @@ def wait_lines(sub, n, timeout):
     return sub.out.decode().splitlines()
 
 
+@contextlib.contextmanager
+def engine_and_publisher(*extra):
+    """An engine (start_engine(*extra)) and an HTTP publisher to it; the publisher is closed when
+    the block succeeds, and the engine must exit cleanly either way."""
+    eng = start_engine(*extra)
+    try:
+        pub = publisher.connect(f"http://{eng.host}:{eng.port}", api_key=API_KEY)
+        yield eng, pub
+        pub.close()
+    finally:
+        eng.check_clean_exit()
+
+
+@contextlib.contextmanager
+def example_client(client, url, rooms, opts=()):
+    """The example `client` (a CLIENTS key) subscribed to rooms at url, in the background, as a
+    Sub; killed on the way out if the block left it running."""
+    sub = Sub(None, argv=CLIENTS[client](url, rooms, opts))
+    try:
+        yield sub
+    finally:
+        if sub.proc.poll() is None:
+            sub.proc.kill()
+            sub.proc.wait()
+
+
+@contextlib.contextmanager
+def cut_example(client, eng, rooms, opts=()):
+    """example_client() connected through a CutProxy in front of eng: yields (proxy, sub)."""
+    with CutProxy(eng.port) as proxy:
+        with example_client(client, f"ws://127.0.0.1:{proxy.port}/ws", rooms, opts) as sub:
+            yield proxy, sub
+
+
 def last_close_code(proxy):
     """The close code in the last close frame the proxy's last client connection sent."""
     frames = client_frames(proxy.client_bytes(proxy.accepted - 1))
@@ -99,114 +134,81 @@ def last_close_code(proxy):
 @pytest.mark.parametrize("client", sorted(CLIENTS))
 def test_example_resumes_across_cuts_exactly_once(client):
     n = 240
-    eng = start_engine("--history-size", "1000")
-    try:
-        pub = publisher.connect(f"http://{eng.host}:{eng.port}", api_key=API_KEY)
-        with CutProxy(eng.port) as proxy:
-            sub = Sub(None, argv=CLIENTS[client](f"ws://127.0.0.1:{proxy.port}/ws", ROOMS))
-            try:
-                sub.wait_stderr("subscribed", count=len(ROOMS), timeout=60)
-                for i in range(n):
-                    if i in (n // 3, 2 * n // 3):
-                        # Cut once events are flowing on this connection: the client must
-                        # resume from the middle of the stream, not from the start.
-                        wait_lines(sub, i // 2, timeout=30)
-                        proxy.cut(refuse_s=0 if i == n // 3 else 1.0)
-                    pub.publish(ROOMS[i % 2], "step.done", {"i": i})
-                    sub._pump(0)
-                    time.sleep(0.004)
-                lines = wait_lines(sub, n, timeout=60)
-                time.sleep(0.5)  # anything extra (a duplicate) would arrive now
-                sub._pump(0.1)
-                lines = sub.out.decode().splitlines()
-                rooms = events_by_room(lines)
-                for k, room in enumerate(ROOMS):
-                    got = rooms.get(room, [])
-                    assert [e["seq"] for e in got] == list(range(1, n // 2 + 1)), (room, sub.err)
-                    assert [e["data"]["i"] for e in got] == list(range(k, n, 2))
-                assert len(lines) == n
-                assert proxy.accepted >= 3, "the proxy saw no reconnect"
-                err = sub.err.decode()
-                assert "RESYNC" not in err, err
-                assert sub.stop(signal.SIGINT, timeout=15) == 0, sub.err.decode()
-                assert last_close_code(proxy) == 1000
-            finally:
-                if sub.proc.poll() is None:
-                    sub.proc.kill()
-                    sub.proc.wait()
-        pub.close()
-    finally:
-        eng.check_clean_exit()
+    with engine_and_publisher("--history-size", "1000") as (eng, pub), \
+            cut_example(client, eng, ROOMS) as (proxy, sub):
+        sub.wait_stderr("subscribed", count=len(ROOMS), timeout=60)
+        for i in range(n):
+            if i in (n // 3, 2 * n // 3):
+                # Cut once events are flowing on this connection: the client must
+                # resume from the middle of the stream, not from the start.
+                wait_lines(sub, i // 2, timeout=30)
+                proxy.cut(refuse_s=0 if i == n // 3 else 1.0)
+            pub.publish(ROOMS[i % 2], "step.done", {"i": i})
+            sub._pump(0)
+            time.sleep(0.004)
+        lines = wait_lines(sub, n, timeout=60)
+        time.sleep(0.5)  # anything extra (a duplicate) would arrive now
+        sub._pump(0.1)
+        lines = sub.out.decode().splitlines()
+        rooms = events_by_room(lines)
+        for k, room in enumerate(ROOMS):
+            got = rooms.get(room, [])
+            assert [e["seq"] for e in got] == list(range(1, n // 2 + 1)), (room, sub.err)
+            assert [e["data"]["i"] for e in got] == list(range(k, n, 2))
+        assert len(lines) == n
+        assert proxy.accepted >= 3, "the proxy saw no reconnect"
+        err = sub.err.decode()
+        assert "RESYNC" not in err, err
+        assert sub.stop(signal.SIGINT, timeout=15) == 0, sub.err.decode()
+        assert last_close_code(proxy) == 1000
 
 
 @pytest.mark.parametrize("client", sorted(CLIENTS))
 def test_example_calls_resync_when_history_is_gone(client):
-    eng = start_engine("--history-size", "8")
     room = "workflow:7"
-    try:
-        pub = publisher.connect(f"http://{eng.host}:{eng.port}", api_key=API_KEY)
-        with CutProxy(eng.port) as proxy:
-            sub = Sub(None, argv=CLIENTS[client](f"ws://127.0.0.1:{proxy.port}/ws", [room]))
-            try:
-                sub.wait_stderr("subscribed", timeout=60)
-                for i in range(3):
-                    pub.publish(room, "step.done", {"i": i})
-                wait_lines(sub, 3, timeout=30)
-                proxy.cut(refuse_s=None)  # down until we have published past the history
-                for i in range(3, 23):
-                    pub.publish(room, "step.done", {"i": i})
-                proxy.allow()
-                sub.wait_stderr("RESYNC " + room, timeout=30)
-                sub.wait_stderr("subscribed", count=2, timeout=30)
-                pub.publish(room, "workflow.failed", {"workflow_id": "7", "error": "boom"})
-                lines = wait_lines(sub, 4, timeout=30)
-                evs = [json.loads(l) for l in lines]
-                assert [e["data"]["i"] for e in evs[:3]] == [0, 1, 2]
-                assert evs[3]["event"] == "workflow.failed" and evs[3]["seq"] == 24, lines
-                assert len(evs) == 4, lines
-                assert sub.stop(signal.SIGINT, timeout=15) == 0, sub.err.decode()
-            finally:
-                if sub.proc.poll() is None:
-                    sub.proc.kill()
-                    sub.proc.wait()
-        pub.close()
-    finally:
-        eng.check_clean_exit()
+    with engine_and_publisher("--history-size", "8") as (eng, pub), \
+            cut_example(client, eng, [room]) as (proxy, sub):
+        sub.wait_stderr("subscribed", timeout=60)
+        for i in range(3):
+            pub.publish(room, "step.done", {"i": i})
+        wait_lines(sub, 3, timeout=30)
+        proxy.cut(refuse_s=None)  # down until we have published past the history
+        for i in range(3, 23):
+            pub.publish(room, "step.done", {"i": i})
+        proxy.allow()
+        sub.wait_stderr("RESYNC " + room, timeout=30)
+        sub.wait_stderr("subscribed", count=2, timeout=30)
+        pub.publish(room, "workflow.failed", {"workflow_id": "7", "error": "boom"})
+        lines = wait_lines(sub, 4, timeout=30)
+        evs = [json.loads(l) for l in lines]
+        assert [e["data"]["i"] for e in evs[:3]] == [0, 1, 2]
+        assert evs[3]["event"] == "workflow.failed" and evs[3]["seq"] == 24, lines
+        assert len(evs) == 4, lines
+        assert sub.stop(signal.SIGINT, timeout=15) == 0, sub.err.decode()
 
 
 @pytest.mark.parametrize("client", sorted(CLIENTS))
 def test_example_resumes_from_the_subscribe_response_seq(client):
     """Cut before any event reached the client: it resumes from the subscribe response's seq,
     so it gets exactly what was published while it was away, not the room's older kept events."""
-    eng = start_engine("--history-size", "1000")
     room = "workflow:9"
-    try:
-        pub = publisher.connect(f"http://{eng.host}:{eng.port}", api_key=API_KEY)
+    with engine_and_publisher("--history-size", "1000") as (eng, pub):
         for i in range(5):  # kept, but from before the client subscribed
             pub.publish(room, "step.done", {"i": i})
-        with CutProxy(eng.port) as proxy:
-            sub = Sub(None, argv=CLIENTS[client](f"ws://127.0.0.1:{proxy.port}/ws", [room]))
-            try:
-                sub.wait_stderr("subscribed", timeout=60)
-                proxy.cut(refuse_s=None)
-                for i in range(5, 8):
-                    pub.publish(room, "step.done", {"i": i})
-                proxy.allow()
-                sub.wait_stderr("subscribed", count=2, timeout=30)
-                lines = wait_lines(sub, 3, timeout=30)
-                time.sleep(0.5)  # anything extra (an older event) would arrive now
-                sub._pump(0.1)
-                evs = [json.loads(l) for l in sub.out.decode().splitlines()]
-                assert [(e["seq"], e["data"]["i"]) for e in evs] == [(6, 5), (7, 6), (8, 7)], lines
-                assert "RESYNC" not in sub.err.decode(), sub.err.decode()
-                assert sub.stop(signal.SIGINT, timeout=15) == 0, sub.err.decode()
-            finally:
-                if sub.proc.poll() is None:
-                    sub.proc.kill()
-                    sub.proc.wait()
-        pub.close()
-    finally:
-        eng.check_clean_exit()
+        with cut_example(client, eng, [room]) as (proxy, sub):
+            sub.wait_stderr("subscribed", timeout=60)
+            proxy.cut(refuse_s=None)
+            for i in range(5, 8):
+                pub.publish(room, "step.done", {"i": i})
+            proxy.allow()
+            sub.wait_stderr("subscribed", count=2, timeout=30)
+            lines = wait_lines(sub, 3, timeout=30)
+            time.sleep(0.5)  # anything extra (an older event) would arrive now
+            sub._pump(0.1)
+            evs = [json.loads(l) for l in sub.out.decode().splitlines()]
+            assert [(e["seq"], e["data"]["i"]) for e in evs] == [(6, 5), (7, 6), (8, 7)], lines
+            assert "RESYNC" not in sub.err.decode(), sub.err.decode()
+            assert sub.stop(signal.SIGINT, timeout=15) == 0, sub.err.decode()
 
 
 @pytest.mark.parametrize("client", sorted(CLIENTS))
@@ -216,34 +218,24 @@ def test_example_with_token_reports_forbidden_room_and_keeps_the_rest(client, tm
     not retried, and the allowed room still gets its events."""
     secret = b"examples-test-secret-0123456789abcdef"
     (tmp_path / "jwt.secret").write_bytes(secret)
-    eng = start_engine("--auth", "required", "--jwt-secret-file", str(tmp_path / "jwt.secret"))
     token = issue_token.issue(secret, "viewer", 300, channels=["workflow:42", "global"])
-    try:
-        pub = publisher.connect(f"http://{eng.host}:{eng.port}", api_key=API_KEY)
-        with CutProxy(eng.port) as proxy:
-            sub = Sub(None, argv=CLIENTS[client](f"ws://127.0.0.1:{proxy.port}/ws",
-                                                 ["secret:1", "workflow:42"], ["--token", token]))
-            try:
-                sub.wait_stderr("subscribed", timeout=60)
-                err = sub.wait_stderr("error FORBIDDEN", timeout=10)
-                assert "subscribed secret:1" not in err, err
-                pub.publish("workflow:42", "workflow.started", {"workflow_id": "42"})
-                proxy.cut()
-                sub.wait_stderr("subscribed", count=2, timeout=30)  # workflow:42 resumed
-                pub.publish("workflow:42", "workflow.completed", {"workflow_id": "42"})
-                lines = wait_lines(sub, 2, timeout=30)
-                assert [json.loads(l)["event"] for l in lines] == ["workflow.started",
-                                                                   "workflow.completed"]
-                assert sub.stop(signal.SIGINT, timeout=15) == 0, sub.err.decode()
-                err = sub.err.decode()
-                assert err.count("error FORBIDDEN") == 1, "the refused room was retried: " + err
-            finally:
-                if sub.proc.poll() is None:
-                    sub.proc.kill()
-                    sub.proc.wait()
-        pub.close()
-    finally:
-        eng.check_clean_exit()
+    rooms, opts = ["secret:1", "workflow:42"], ["--token", token]
+    with engine_and_publisher("--auth", "required",
+                              "--jwt-secret-file", str(tmp_path / "jwt.secret")) as (eng, pub), \
+            cut_example(client, eng, rooms, opts) as (proxy, sub):
+        sub.wait_stderr("subscribed", timeout=60)
+        err = sub.wait_stderr("error FORBIDDEN", timeout=10)
+        assert "subscribed secret:1" not in err, err
+        pub.publish("workflow:42", "workflow.started", {"workflow_id": "42"})
+        proxy.cut()
+        sub.wait_stderr("subscribed", count=2, timeout=30)  # workflow:42 resumed
+        pub.publish("workflow:42", "workflow.completed", {"workflow_id": "42"})
+        lines = wait_lines(sub, 2, timeout=30)
+        assert [json.loads(l)["event"] for l in lines] == ["workflow.started",
+                                                           "workflow.completed"]
+        assert sub.stop(signal.SIGINT, timeout=15) == 0, sub.err.decode()
+        err = sub.err.decode()
+        assert err.count("error FORBIDDEN") == 1, "the refused room was retried: " + err
 
 
 @pytest.mark.parametrize("client", ["c", "python"])
@@ -268,25 +260,15 @@ def test_example_gives_up_on_a_refused_token(client, tmp_path):
 def test_example_answers_the_engines_heartbeat(client):
     """An idle example answers the engine's pings (a browser does so by itself) and is not
     closed with 4000: with a 1 s heartbeat and 1 s timeout, 4 s of silence would do it."""
-    eng = start_engine("--heartbeat-s", "1", "--heartbeat-timeout-s", "1")
-    try:
-        pub = publisher.connect(f"http://{eng.host}:{eng.port}", api_key=API_KEY)
-        sub = Sub(None, argv=CLIENTS[client](eng.url, ["workflow:42"]))
-        try:
-            sub.wait_stderr("subscribed", timeout=60)
-            time.sleep(4)
-            pub.publish("workflow:42", "workflow.started", {"workflow_id": "42"})
-            assert json.loads(wait_lines(sub, 1, timeout=30)[0])["event"] == "workflow.started"
-            err = sub.err.decode()
-            assert "reconnecting" not in err and "4000" not in err, err
-            assert sub.stop(signal.SIGINT, timeout=15) == 0, sub.err.decode()
-        finally:
-            if sub.proc.poll() is None:
-                sub.proc.kill()
-                sub.proc.wait()
-        pub.close()
-    finally:
-        eng.check_clean_exit()
+    with engine_and_publisher("--heartbeat-s", "1", "--heartbeat-timeout-s", "1") as (eng, pub), \
+            example_client(client, eng.url, ["workflow:42"]) as sub:
+        sub.wait_stderr("subscribed", timeout=60)
+        time.sleep(4)
+        pub.publish("workflow:42", "workflow.started", {"workflow_id": "42"})
+        assert json.loads(wait_lines(sub, 1, timeout=30)[0])["event"] == "workflow.started"
+        err = sub.err.decode()
+        assert "reconnecting" not in err and "4000" not in err, err
+        assert sub.stop(signal.SIGINT, timeout=15) == 0, sub.err.decode()
 
 
 # ---- docs/integration.md: the polling example, replayed ----
@@ -303,10 +285,8 @@ def poll_example():
 
 def test_integration_poll_example_replays():
     poll = poll_example()
-    eng = start_engine()
-    try:
+    with engine_and_publisher() as (eng, pub):
         base = f"http://{eng.host}:{eng.port}"
-        pub = publisher.connect(base, api_key=API_KEY)
         for i in range(3):
             pub.publish("workflow:42", "workflow.stage_completed", {"index": i})
         state = {}
@@ -340,17 +320,12 @@ def test_integration_poll_example_replays():
         # Another epoch (the engine restarted, the channel was forgotten): resync.
         events, recovered = poll(base, "workflow:42", API_KEY, {"since": 2, "epoch": "1234"}, wait=1)
         assert recovered is False and events == []
-        pub.close()
-    finally:
-        eng.check_clean_exit()
 
 
 def test_poll_after_recovered_false_catches_up():
     poll = poll_example()
-    eng = start_engine("--history-size", "4")
-    try:
+    with engine_and_publisher("--history-size", "4") as (eng, pub):
         base = f"http://{eng.host}:{eng.port}"
-        pub = publisher.connect(base, api_key=API_KEY)
         for i in range(8):
             pub.publish("workflow:42", "step.done", {"i": i})
         state = {}
@@ -360,6 +335,3 @@ def test_poll_after_recovered_false_catches_up():
         events, recovered = poll(base, "workflow:42", API_KEY, state, wait=1)
         # ... and the next poll goes on from where the channel was
         assert recovered and [e["seq"] for e in events] == [9]
-        pub.close()
-    finally:
-        eng.check_clean_exit()

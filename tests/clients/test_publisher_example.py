@@ -10,23 +10,14 @@ import sys
 
 import pytest
 
-from cli_helpers import API_KEY, CLI, Sub
-from engine_harness import REPO, Engine
+from cli_helpers import API_KEY, Sub
+from engine_harness import REPO
 
 EXAMPLES = os.path.join(REPO, "docs", "examples")
 sys.path.insert(0, EXAMPLES)
 import publisher  # noqa: E402  (module import: its test_* helpers must not be collected here)
 
 INTEGRATION = open(os.path.join(REPO, "docs", "integration.md")).read()
-
-
-@pytest.fixture
-def eng():
-    if not os.access(CLI, os.X_OK):
-        pytest.fail(f"ringcast-cli missing: {CLI} (ninja -C build, or set RINGCAST_BUILD)")
-    e = Engine(["--threads", "2", "--api-key", API_KEY])
-    yield e
-    e.check_clean_exit()
 
 
 def test_demo_events_arrive_in_order(eng):

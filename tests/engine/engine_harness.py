@@ -434,6 +434,56 @@ async def publish(ws, channel, payload, event="bench", skipped=None):
     return await reply_for(ws, rid, 5.0, skipped)
 
 
+async def subscribe_data(ws, channel, **opts):
+    """Subscribes with opts (since, epoch, ...), asserts it was accepted; the response's data."""
+    r = await request(ws, "subscribe", dict(channel=channel, **opts))
+    assert r["type"] == "response" and r["data"]["status"] == "subscribed", r
+    return r["data"]
+
+
+async def publish_k(ws, channel, k):
+    """Publishes {"k": k}, asserts it was accepted; the response's data (seq, epoch, ...)."""
+    r = await publish(ws, channel, {"k": k})
+    assert r["type"] == "response", r
+    return r["data"]
+
+
+async def drain(ws):
+    """Reads and drops whatever ws receives until it closes (run it as a task; cancel it)."""
+    try:
+        while True:
+            await ws.recv()
+    except Exception:
+        pass
+
+
+async def flood(ws, channel, ks, every, pause):
+    """Publishes {"k": k} to channel for each k in ks without waiting for the replies (drain()
+    reads them), sleeping pause seconds after each k that is a multiple of every."""
+    for k in ks:
+        await ws.send(json.dumps({"type": "request", "event": "publish", "id": f"f{k}",
+                                  "data": {"channel": channel, "payload": {"k": k}}}))
+        if k % every == 0:
+            await asyncio.sleep(pause)
+
+
+async def flood_while(floods, clients, idle=(), every=10, pause=0.002):
+    """Runs the client coroutines while each (ws, channel, ks) of floods floods channel (see
+    flood()); what reaches the publishers and the idle connections is drained. Once every flood
+    and client is done, closes the publishers and the idle connections and returns the clients'
+    results in order."""
+    conns = [f[0] for f in floods] + list(idle)
+    drains = [asyncio.ensure_future(drain(w)) for w in conns]
+    tasks = [asyncio.ensure_future(c) for c in clients]
+    await asyncio.gather(*[flood(ws, ch, ks, every, pause) for ws, ch, ks in floods])
+    results = await asyncio.gather(*tasks)
+    for w in conns:
+        await w.close()
+    for d in drains:
+        d.cancel()
+    return results
+
+
 async def collect_events(ws, n, timeout=5.0):
     """Exactly the next n messages of type event (other messages are an error)."""
     out = []

@@ -10,21 +10,10 @@ import time
 
 import pytest
 
-from engine_harness import collect_events, connect, publish, recv_json, reply_for, request, run
+from engine_harness import (collect_events, connect, flood_while, publish, publish_k, recv_json,
+                            reply_for, request, run, subscribe_data)
 
 KEY = "hist-key"
-
-
-async def sub(ws, channel, **opts):
-    r = await request(ws, "subscribe", dict(channel=channel, **opts))
-    assert r["type"] == "response" and r["data"]["status"] == "subscribed", r
-    return r["data"]
-
-
-async def pub(ws, channel, k):
-    r = await publish(ws, channel, {"k": k})
-    assert r["type"] == "response", r
-    return r["data"]
 
 
 def test_epoch_in_subscribe_and_publish_responses(start_engine):
@@ -32,9 +21,9 @@ def test_epoch_in_subscribe_and_publish_responses(start_engine):
 
     async def go():
         ws, _ = await connect(e.url)
-        d = await sub(ws, "h-epoch")
+        d = await subscribe_data(ws, "h-epoch")
         assert len(d["epoch"]) == 16 and "recovered" not in d
-        p = await pub(ws, "h-epoch", 1)
+        p = await publish_k(ws, "h-epoch", 1)
         assert p["epoch"] == d["epoch"] and p["seq"] == 1
         await ws.close()
 
@@ -47,23 +36,23 @@ def test_resume_after_gap_single_worker(start_engine):
     async def go():
         p, _ = await connect(e.url)
         a, _ = await connect(e.url)
-        d = await sub(a, "h-gap")
+        d = await subscribe_data(a, "h-gap")
         epoch = d["epoch"]
         for k in range(1, 4):
-            await pub(p, "h-gap", k)
+            await publish_k(p, "h-gap", k)
         got = await collect_events(a, 3)
         assert [m["seq"] for m in got] == [1, 2, 3]
         raw_live = [json.dumps(m, sort_keys=True) for m in got]
         await a.close()
         for k in range(4, 7):
-            await pub(p, "h-gap", k)
+            await publish_k(p, "h-gap", k)
         b, _ = await connect(e.url)
-        d = await sub(b, "h-gap", since=3, epoch=epoch)
+        d = await subscribe_data(b, "h-gap", since=3, epoch=epoch)
         assert d["recovered"] is True and d["epoch"] == epoch
         got = await collect_events(b, 3)
         assert [m["seq"] for m in got] == [4, 5, 6]
         assert [m["data"]["k"] for m in got] == [4, 5, 6]
-        await pub(p, "h-gap", 7)
+        await publish_k(p, "h-gap", 7)
         got = await collect_events(b, 1)
         assert got[0]["seq"] == 7
         # Nothing twice: the replay is exactly the gap.
@@ -74,7 +63,7 @@ def test_resume_after_gap_single_worker(start_engine):
             pass
         # A replayed event is the same bytes as the live one: same timestamp and seq.
         c, _ = await connect(e.url)
-        d = await sub(c, "h-gap", since=0, epoch=epoch)
+        d = await subscribe_data(c, "h-gap", since=0, epoch=epoch)
         assert d["recovered"] is True
         again = await collect_events(c, 7)
         assert [json.dumps(m, sort_keys=True) for m in again[:3]] == raw_live
@@ -89,7 +78,7 @@ def test_resume_across_epoch_change_is_not_recovered(start_engine):
 
     async def go():
         a, _ = await connect(e.url)
-        d = await sub(a, "h-ep")
+        d = await subscribe_data(a, "h-ep")
         old = d["epoch"]
         skipped = []
         await publish(a, "h-ep", 1, skipped=skipped)
@@ -98,9 +87,9 @@ def test_resume_across_epoch_change_is_not_recovered(start_engine):
         await a.close()  # the room is empty and has no history: it is freed, its epoch gone
         await asyncio.sleep(0.1)
         b, _ = await connect(e.url)
-        d = await sub(b, "h-ep", since=1, epoch=old)
+        d = await subscribe_data(b, "h-ep", since=1, epoch=old)
         assert d["recovered"] is False and d["epoch"] != old
-        d = await sub(b, "h-ep2", since=5, epoch="00000000000000ff")
+        d = await subscribe_data(b, "h-ep2", since=5, epoch="00000000000000ff")
         assert d["recovered"] is False
         r = await request(b, "subscribe", {"channel": "h-ep3", "since": -1})
         assert r["type"] == "error" and r["data"]["code"] == "INVALID_MESSAGE"
@@ -123,22 +112,8 @@ def test_resume_racing_publishes(start_engine, threads):
         pubs = [(await connect(e.url))[0] for _ in range(3)]
         first = {}
         for i, r in enumerate(rooms):
-            d = await pub(pubs[i], r, 0)
+            d = await publish_k(pubs[i], r, 0)
             first[r] = d["epoch"]
-
-        async def flood(ws, room):
-            for k in range(1, per_room):
-                await ws.send(json.dumps({"type": "request", "event": "publish", "id": f"f{k}",
-                                          "data": {"channel": room, "payload": {"k": k}}}))
-                if k % 20 == 0:
-                    await asyncio.sleep(0.001)
-
-        async def drain(ws):
-            try:
-                while True:
-                    await ws.recv()
-            except Exception:
-                pass
 
         async def resumer(i):
             room = rooms[i % 3]
@@ -160,14 +135,8 @@ def test_resume_racing_publishes(start_engine, threads):
             assert seqs == list(range(since + 1, per_room + 1)), (i, since, seqs[:20])
             await ws.close()
 
-        drains = [asyncio.ensure_future(drain(p)) for p in pubs]
-        tasks = [asyncio.ensure_future(resumer(i)) for i in range(24)]
-        await asyncio.gather(*[flood(pubs[i], rooms[i]) for i in range(3)])
-        await asyncio.gather(*tasks)
-        for p in pubs:
-            await p.close()
-        for d in drains:
-            d.cancel()
+        await flood_while([(pubs[i], rooms[i], range(1, per_room)) for i in range(3)],
+                          [resumer(i) for i in range(24)], every=20, pause=0.001)
 
     run(go(), timeout=60)
 
@@ -178,15 +147,15 @@ def test_history_eviction_at_k(start_engine):
     async def go():
         p, _ = await connect(e.url)
         for k in range(1, 11):
-            d = await pub(p, "h-k", k)
+            d = await publish_k(p, "h-k", k)
         epoch = d["epoch"]
         b, _ = await connect(e.url)
-        d = await sub(b, "h-k", since=5, epoch=epoch)  # 6..10 are the 5 kept
+        d = await subscribe_data(b, "h-k", since=5, epoch=epoch)  # 6..10 are the 5 kept
         assert d["recovered"] is True
         got = await collect_events(b, 5)
         assert [m["seq"] for m in got] == [6, 7, 8, 9, 10]
         c, _ = await connect(e.url)
-        d = await sub(c, "h-k", since=4, epoch=epoch)  # seq 5 was pushed out
+        d = await subscribe_data(c, "h-k", since=4, epoch=epoch)  # seq 5 was pushed out
         assert d["recovered"] is False and d["epoch"] == epoch
         try:
             m = await asyncio.wait_for(c.recv(), 0.3)
@@ -205,19 +174,19 @@ def test_history_ttl_expiry(start_engine):
     async def go():
         p, _ = await connect(e.url)
         holder, _ = await connect(e.url)
-        await sub(holder, "h-ttl-held")
+        await subscribe_data(holder, "h-ttl-held")
         for k in range(1, 4):
-            d1 = await pub(p, "h-ttl-held", k)
-            d2 = await pub(p, "h-ttl-idle", k)
+            d1 = await publish_k(p, "h-ttl-held", k)
+            d2 = await publish_k(p, "h-ttl-idle", k)
         await collect_events(holder, 3)
         await asyncio.sleep(2.3)
         b, _ = await connect(e.url)
         # The held room keeps its epoch but its events expired.
-        d = await sub(b, "h-ttl-held", since=0, epoch=d1["epoch"])
+        d = await subscribe_data(b, "h-ttl-held", since=0, epoch=d1["epoch"])
         assert d["recovered"] is False and d["epoch"] == d1["epoch"]
-        d = await sub(b, "h-ttl-held", since=3, epoch=d1["epoch"])  # nothing missed
+        d = await subscribe_data(b, "h-ttl-held", since=3, epoch=d1["epoch"])  # nothing missed
         # The idle room was freed with its history: a new epoch.
-        d = await sub(b, "h-ttl-idle", since=3, epoch=d2["epoch"])
+        d = await subscribe_data(b, "h-ttl-idle", since=3, epoch=d2["epoch"])
         assert d["recovered"] is False and d["epoch"] != d2["epoch"]
         for ws in (p, holder, b):
             await ws.close()
@@ -230,11 +199,11 @@ def test_idle_history_rooms_give_way_under_max_rooms(start_engine):
 
     async def go():
         p, _ = await connect(e.url)
-        a = await pub(p, "idle-a", 1)
-        await pub(p, "idle-b", 1)
+        a = await publish_k(p, "idle-a", 1)
+        await publish_k(p, "idle-b", 1)
         ws, _ = await connect(e.url)
-        await sub(ws, "idle-c")  # evicts idle-a, the oldest idle room
-        d = await sub(ws, "idle-a", since=1, epoch=a["epoch"])  # evicts idle-b
+        await subscribe_data(ws, "idle-c")  # evicts idle-a, the oldest idle room
+        d = await subscribe_data(ws, "idle-a", since=1, epoch=a["epoch"])  # evicts idle-b
         assert d["recovered"] is False and d["epoch"] != a["epoch"]
         r = await request(ws, "subscribe", {"channel": "idle-d"})  # nothing idle left
         assert r["type"] == "error" and r["data"]["code"] == "TOO_MANY_ROOMS", r
@@ -272,9 +241,9 @@ def test_poll_without_wait(start_engine, threads):
     async def go():
         p, _ = await connect(e.url)
         s, _ = await connect(e.url)
-        await sub(s, "poll-a")
+        await subscribe_data(s, "poll-a")
         for k in range(1, 4):
-            d = await pub(p, "poll-a", k)
+            d = await publish_k(p, "poll-a", k)
         live = await collect_events(s, 3)
         await p.close()
         await s.close()
@@ -311,7 +280,7 @@ def test_long_poll_answered_when_an_event_arrives(start_engine, threads):
 
     async def go():
         p, _ = await connect(e.url)
-        await pub(p, "lp-a", 42)
+        await publish_k(p, "lp-a", 42)
         await p.close()
 
     t_pub = time.monotonic()
@@ -368,7 +337,7 @@ def test_parked_long_polls_are_bounded_and_answered_at_drain(start_engine):
 
     async def go():
         p, _ = await connect(e.url)
-        await pub(p, "pb-a", 1)
+        await publish_k(p, "pb-a", 1)
         await p.close()
 
     run(go())
@@ -397,10 +366,10 @@ def test_replay_bounded_by_half_the_queue_and_polls_page(start_engine):
             assert r["type"] == "response", r
         epoch = r["data"]["epoch"]
         b, _ = await connect(e.url)
-        d = await sub(b, "big", since=0, epoch=epoch)  # ~80 KB > 32 KB
+        d = await subscribe_data(b, "big", since=0, epoch=epoch)  # ~80 KB > 32 KB
         assert d["recovered"] is False
         c, _ = await connect(e.url)
-        d = await sub(c, "big", since=8, epoch=epoch)  # ~16 KB
+        d = await subscribe_data(c, "big", since=8, epoch=epoch)  # ~16 KB
         assert d["recovered"] is True
         assert [m["seq"] for m in await collect_events(c, 2)] == [9, 10]
         for ws in (p, b, c):

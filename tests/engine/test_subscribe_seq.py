@@ -9,23 +9,12 @@ import json
 
 import pytest
 
-from engine_harness import assert_silent, collect_events, connect, publish, recv_json, request, run
+from engine_harness import (assert_silent, collect_events, connect, flood_while, publish_k,
+                            recv_json, run, subscribe_data)
 from test_cluster import node, redis  # noqa: F401  (redis: the fixture)
 
 MODES = [("1", None), ("3", None), ("3", {"RINGCAST_TEST_XMSG_ORDER": "shuffle"})]
 MODE_IDS = ["one-worker", "three-workers", "three-workers-shuffled"]
-
-
-async def sub(ws, channel, **opts):
-    r = await request(ws, "subscribe", dict(channel=channel, **opts))
-    assert r["type"] == "response" and r["data"]["status"] == "subscribed", r
-    return r["data"]
-
-
-async def pub(ws, channel, k):
-    r = await publish(ws, channel, {"k": k})
-    assert r["type"] == "response", r
-    return r["data"]
 
 
 def engine_for(start_engine, threads, env, *extra):
@@ -41,24 +30,25 @@ def test_response_seq_is_the_last_published(start_engine, threads, env):
     async def go():
         p, _ = await connect(e.url)
         anchor, _ = await connect(e.url)
-        d0 = await sub(anchor, "sq-quiet")
+        d0 = await subscribe_data(anchor, "sq-quiet")
         assert d0["seq"] == 0, d0
         for k in range(1, 6):
-            assert (await pub(p, "sq-quiet", k))["seq"] == k
+            assert (await publish_k(p, "sq-quiet", k))["seq"] == k
         await collect_events(anchor, 5)
         subs = []
         for i in range(9):
             ws, _ = await connect(e.url)
-            d = await sub(ws, "sq-quiet")
+            d = await subscribe_data(ws, "sq-quiet")
             assert d["seq"] == 5 and d["epoch"] == d0["epoch"] and "recovered" not in d, (i, d)
             # Subscribing again (idempotent) says the same.
-            assert (await sub(ws, "sq-quiet"))["seq"] == 5
+            assert (await subscribe_data(ws, "sq-quiet"))["seq"] == 5
             subs.append(ws)
-        assert (await pub(p, "sq-quiet", 6))["seq"] == 6
+        assert (await publish_k(p, "sq-quiet", 6))["seq"] == 6
         for ws in subs:
             got = await collect_events(ws, 1)
             assert got[0]["seq"] == 6, got
-            assert (await sub(ws, "sq-quiet"))["seq"] == 6  # already in: the last one it got
+            # already in: the last one it got
+            assert (await subscribe_data(ws, "sq-quiet"))["seq"] == 6
             await ws.close()
         await anchor.close()
         await p.close()
@@ -80,21 +70,7 @@ def test_first_live_event_follows_response_seq_under_racing_publishes(start_engi
         anchors = [(await connect(e.url))[0] for _ in rooms]
         epochs = {}
         for a, r in zip(anchors, rooms):
-            epochs[r] = (await sub(a, r))["epoch"]
-
-        async def flood(ws, room):
-            for k in range(1, per_room + 1):
-                await ws.send(json.dumps({"type": "request", "event": "publish", "id": f"f{k}",
-                                          "data": {"channel": room, "payload": {"k": k}}}))
-                if k % 10 == 0:
-                    await asyncio.sleep(0.002)
-
-        async def drain(ws):
-            try:
-                while True:
-                    await ws.recv()
-            except Exception:
-                pass
+            epochs[r] = (await subscribe_data(a, r))["epoch"]
 
         async def subscriber(i):
             room = rooms[i % 2]
@@ -125,16 +101,10 @@ def test_first_live_event_follows_response_seq_under_racing_publishes(start_engi
             await ws.close()
             return n
 
-        drains = [asyncio.ensure_future(drain(w)) for w in pubs + anchors]
-        tasks = [asyncio.ensure_future(subscriber(i)) for i in range(30)]
-        await asyncio.gather(*[flood(pubs[i], rooms[i]) for i in range(2)])
-        ns = await asyncio.gather(*tasks)
+        ns = await flood_while([(pubs[i], rooms[i], range(1, per_room + 1)) for i in range(2)],
+                               [subscriber(i) for i in range(30)], idle=anchors)
         # The race happened: some subscribers came in mid-stream.
         assert any(0 < n < per_room for n in ns), ns
-        for w in pubs + anchors:
-            await w.close()
-        for d in drains:
-            d.cancel()
 
     run(go(), timeout=90)
 
@@ -148,18 +118,18 @@ def test_resume_from_response_seq_gets_only_what_was_missed(start_engine, thread
     async def go():
         p, _ = await connect(e.url)
         anchor, _ = await connect(e.url)
-        await sub(anchor, "sq-away")
+        await subscribe_data(anchor, "sq-away")
         for k in range(1, 5):
-            await pub(p, "sq-away", k)
+            await publish_k(p, "sq-away", k)
         for i in range(6):  # spread over the workers
             ws, _ = await connect(e.url)
-            d = await sub(ws, "sq-away")
+            d = await subscribe_data(ws, "sq-away")
             await ws.close()
             n, epoch = d["seq"], d["epoch"]
-            sent = [(await pub(p, "sq-away", 100 + j))["seq"] for j in range(3)]
+            sent = [(await publish_k(p, "sq-away", 100 + j))["seq"] for j in range(3)]
             assert sent == [n + 1, n + 2, n + 3], (n, sent)
             ws, _ = await connect(e.url)
-            d = await sub(ws, "sq-away", since=n, epoch=epoch)
+            d = await subscribe_data(ws, "sq-away", since=n, epoch=epoch)
             assert d["recovered"] is True and d["seq"] == n + 3, d
             got = await collect_events(ws, 3)
             assert [m["seq"] for m in got] == sent
@@ -180,18 +150,18 @@ def test_cluster_response_seq_is_redis_seq(start_engine, redis):  # noqa: F811
     async def go():
         pws, _ = await connect(a.url)
         anchor, _ = await connect(a.url)
-        await sub(anchor, "sq-cl")
+        await subscribe_data(anchor, "sq-cl")
         for k in range(1, 4):
-            await pub(pws, "sq-cl", k)
+            await publish_k(pws, "sq-cl", k)
         ws, _ = await connect(b.url)
-        d = await sub(ws, "sq-cl")
+        d = await subscribe_data(ws, "sq-cl")
         assert d["seq"] == 3, d
         stop = asyncio.Event()
         sent = [3]
 
         async def publisher():
             while not stop.is_set():
-                sent.append((await pub(pws, "sq-cl", 0))["seq"])
+                sent.append((await publish_k(pws, "sq-cl", 0))["seq"])
                 await asyncio.sleep(0.002)
 
         task = asyncio.create_task(publisher())
@@ -199,7 +169,7 @@ def test_cluster_response_seq_is_redis_seq(start_engine, redis):  # noqa: F811
         for _ in range(4):
             await asyncio.sleep(0.05)
             w, _ = await connect(b.url)
-            late.append((w, (await sub(w, "sq-cl"))["seq"]))
+            late.append((w, (await subscribe_data(w, "sq-cl"))["seq"]))
         await asyncio.sleep(0.1)
         stop.set()
         await task

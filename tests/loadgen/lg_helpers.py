@@ -13,7 +13,11 @@ REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 BUILD = os.environ.get("RINGCAST_BUILD", os.path.join(REPO, "build"))
 LOADGEN = os.path.join(BUILD, "loadgen", "ringcast-load")
 FANOUT = os.path.join(BUILD, "tests", "loadgen", "fanout_server")
+ENGINE = os.path.join(BUILD, "engine", "ringcast")
 HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(HERE, "..", "engine"))
+
+from engine_harness import free_port  # noqa: E402,F401  (re-exported for the tests)
 
 
 def start_server(cmd, pattern=r"listening on 127\.0\.0\.1:(\d+)", timeout=10):
@@ -59,6 +63,30 @@ def faulty():
     yield start
     for p in procs:
         stop_server(p)
+
+
+def engine_fixture(*base_flags):
+    """A pytest fixture (assign it to the name engine): a factory engine(*flags) -> port of a real
+    build/engine/ringcast with one worker, base_flags, then flags; all stopped at teardown."""
+
+    @pytest.fixture
+    def engine():
+        procs = []
+
+        def start(*flags):
+            if not os.path.exists(ENGINE):
+                pytest.skip("engine not built at %s" % ENGINE)
+            port = free_port()
+            proc, _ = start_server([ENGINE, "--bind", "127.0.0.1", "--port", str(port),
+                                    "--threads", "1"] + [str(f) for f in base_flags + flags])
+            procs.append(proc)
+            return port
+
+        yield start
+        for p in procs:
+            stop_server(p)
+
+    return engine
 
 
 def run_loadgen(args, timeout=60, env=None, prefix=()):

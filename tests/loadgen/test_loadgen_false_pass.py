@@ -4,15 +4,12 @@ adversarial faults, or the engine itself) and checks the run fails, with the rea
 import json
 import os
 import signal
-import socket
 import subprocess
 import time
 
 import pytest
 
-from lg_helpers import BUILD, LOADGEN, REPO, run_loadgen, start_server, stop_server
-
-ENGINE = os.path.join(BUILD, "engine", "ringcast")
+from lg_helpers import BUILD, ENGINE, LOADGEN, REPO, engine_fixture, free_port, run_loadgen
 
 
 def base(port, tmp_path, *extra, conns=20, rooms=2, rate=200):
@@ -26,36 +23,11 @@ def report(tmp_path, name="r.json"):
         return json.load(f)
 
 
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
-
-
 def failed_gates(j):
     return [g["name"] for g in j["gates"] if not g["ok"]]
 
 
-@pytest.fixture
-def engine():
-    """Factory: engine(*flags) -> port of a real build/engine/ringcast."""
-    procs = []
-
-    def start(*flags):
-        if not os.path.exists(ENGINE):
-            pytest.skip("engine not built at %s" % ENGINE)
-        port = free_port()
-        proc, _ = start_server([ENGINE, "--bind", "127.0.0.1", "--port", str(port),
-                                "--threads", "1"] + list(flags),
-                               pattern=r"listening on 127\.0\.0\.1:(\d+)")
-        procs.append(proc)
-        return port
-
-    yield start
-    for p in procs:
-        stop_server(p)
+engine = engine_fixture()  # engine(*flags) -> port
 
 
 # ---- 1. a payload delivered under the wrong room ----

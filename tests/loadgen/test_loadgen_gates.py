@@ -2,9 +2,8 @@
 2 for usage errors, refused connections and a connection count the fd limit cannot hold."""
 import json
 import os
-import socket
 
-from lg_helpers import REPO, run_loadgen
+from lg_helpers import REPO, free_port, run_loadgen
 
 QUICK = ["--connections", 5, "--rate", 100, "--duration", "500ms", "--warmup", "100ms",
          "--drain", "500ms"]
@@ -12,14 +11,6 @@ QUICK = ["--connections", 5, "--rate", 100, "--duration", "500ms", "--warmup", "
 
 def url(port):
     return ["--url", "ws://127.0.0.1:%d/ws" % port]
-
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
 
 
 def test_gates_hold(faulty, tmp_path):

@@ -8,41 +8,15 @@ publisher-lag warning (silent on a demo-like run, loud on an overloaded one)."""
 import json
 import os
 import re
-import socket
 
 import pytest
 
-from lg_helpers import BUILD, REPO, run_loadgen, start_server, stop_server
+from lg_helpers import ENGINE, REPO, engine_fixture, run_loadgen
 
-ENGINE = os.path.join(BUILD, "engine", "ringcast")
 STORM = os.path.join(REPO, "bench", "scenarios", "reconnect-storm.ini")
 
 
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
-
-
-@pytest.fixture
-def engine():
-    """Factory: engine(*flags) -> port of a real build/engine/ringcast (one worker)."""
-    procs = []
-
-    def start(*flags):
-        if not os.path.exists(ENGINE):
-            pytest.skip("engine not built at %s" % ENGINE)
-        port = free_port()
-        proc, _ = start_server([ENGINE, "--bind", "127.0.0.1", "--port", str(port),
-                                "--threads", "1", "--rate-limit", "0"] + [str(f) for f in flags])
-        procs.append(proc)
-        return port
-
-    yield start
-    for p in procs:
-        stop_server(p)
+engine = engine_fixture("--rate-limit", "0")  # engine(*flags) -> port
 
 
 def storm(port, tmp_path, *extra):
