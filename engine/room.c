@@ -14,6 +14,8 @@
 #include "history.h"
 #include "proto/json.h"
 #include "sendq.h"
+#include "sys_stats.h"
+#include "worker.h"
 
 /* Initial buckets: most workers see a handful of rooms; the table doubles as it fills. */
 #define ROOM_TABLE_INITIAL 64
@@ -243,6 +245,8 @@ struct member *room_member_add(struct room *r, struct conn *c)
         r->members->rprev = m;
     r->members = m;
     r->nlocal++;
+    if (sys_room_is_stats(room_name(r)))
+        atomic_fetch_add_explicit(&c->w->eng->sys_subs, 1, memory_order_relaxed);
     m->cnext = c->subs;
     c->subs = m;
     c->nsubs++;
@@ -293,6 +297,8 @@ void room_member_del(struct member *m)
     if (m->rnext)
         m->rnext->rprev = m->rprev;
     r->nlocal--;
+    if (sys_room_is_stats(room_name(r)))
+        atomic_fetch_sub_explicit(&c->w->eng->sys_subs, 1, memory_order_relaxed);
     /* The connection's list is short (max_subscriptions) and only walked here and on
      * unsubscribe, so a singly linked list keeps the membership small. */
     struct member **pp = &c->subs;

@@ -95,7 +95,8 @@ static void field(struct jw *jw, const char *name, uint64_t v)
 
 void sys_stats_tick(struct worker *w)
 {
-    if (w->draining || w->mono_ms - w->sys_stats_ms < 1000)
+    if (w->draining || w->mono_ms - w->sys_stats_ms < 1000 ||
+        !atomic_load_explicit(&w->eng->sys_subs, memory_order_relaxed))
         return;
     int64_t dt_ms = w->mono_ms - (w->sys_stats_ms ? w->sys_stats_ms : w->start_mono_ms);
     w->sys_stats_ms = w->mono_ms;

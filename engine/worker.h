@@ -98,6 +98,7 @@ struct engine {
     _Atomic unsigned nconns;    /* open connections, all workers: the max_connections gate */
     _Atomic unsigned npending;  /* connections still upgrading, all workers: capped the same */
     _Atomic unsigned nrooms;    /* room structs, all workers: the max_rooms gate */
+    _Atomic unsigned sys_subs;  /* members of "$sys", all workers: stats only while > 0 */
     _Atomic unsigned quiesced;  /* workers that stopped taking requests at shutdown */
     int xorder_test;            /* test hook: 1 reverse, 2 shuffle cross-worker batches */
     bool cluster;               /* --redis: events go through the bus (cluster.h) */

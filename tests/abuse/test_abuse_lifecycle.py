@@ -27,13 +27,17 @@ LONG_ID = "i" * 4096
 ROUNDS_PARTIAL = int(os.environ.get("RINGCAST_PARTIAL_ROUNDS", "6"))
 
 
-def check_hostile_closed(ends, what):
+def check_hostile_closed(ends, what, complete=None):
     """Every hostile client was closed with 4008, or its TCP connection reset/closed without a
-    close frame; never a framing violation."""
+    close frame; never a framing violation. complete: a frame count that, received in full
+    with no close, is fine too: the kernel's socket buffers (the sender's autotunes up to
+    tcp_wmem's maximum) held all of it, so the engine's own queue never reached its cap."""
     bad = []
     for i, r in enumerate(ends):
         if r.violation or r.frames_after_close:
             bad.append((i, r))
+        elif complete is not None and not r.got_close and len(r.frames) == complete:
+            continue
         elif r.got_close and r.close_code != 4008:
             bad.append((i, r))
         elif not r.got_close and r.end not in ("eof", "reset"):
@@ -127,9 +131,8 @@ def test_fragmented_publish_echo_to_nonreading_publisher(own):
     assert e.alive(), f"engine died on a fragmented publish echoed to its publisher " \
                       f"(status {e.proc.returncode}):\n{e.stderr()[-3000:]}"
     assert serving(e.port) is None, serving(e.port)
-    check_hostile_closed(ends, "fragmented publish echo")
-    for r in ends:
-        assert r.got_close or r.end in ("eof", "reset"), r
+    # 24 responses and 24 echoed events, when the kernel took them all.
+    check_hostile_closed(ends, "fragmented publish echo", complete=48)
     finish(e, "fragmented publish echoed to a non-reading publisher")
 
 

@@ -3,6 +3,7 @@ the engine itself (self-contained HTML; open unless --metrics-key), every worker
 valid stats event there once a second, and clients may subscribe to '$' rooms but never publish
 to them (RESERVED_CHANNEL over WebSocket, 403 over HTTP)."""
 
+import asyncio
 import json
 import time
 
@@ -94,6 +95,40 @@ def test_sys_stats_events_every_second_per_worker(start_engine):
         assert (d["lat_p50_us"] <= d["lat_p99_us"]) and (sum(d["lat_buckets"]) > 0) == \
             (d["lat_p99_us"] > 0)
     assert sum(sum(m["data"]["lat_buckets"]) for _, m in events) >= 2
+
+
+def test_no_stats_while_nobody_watches(start_engine):
+    """Taking a worker's stats walks all its connections and rooms: without a "$sys"
+    subscriber no worker takes them. Once someone subscribes every worker reports again, the
+    first event covering the whole quiet period, and they stop when the last one leaves."""
+    e = start_engine("--threads", "2", "--rate-limit", "0", "--api-key", KEY)
+
+    async def go():
+        p, _ = await connect(e.url)  # a client that watches nothing
+        await asyncio.sleep(2.5)
+        ws, _ = await connect(e.url)
+        r = await request(ws, "subscribe", {"channel": "$sys"})
+        first = {}
+        t0 = time.monotonic()
+        while len(first) < 2 and time.monotonic() - t0 < 3:
+            m = await recv_json(ws, 3)
+            if m.get("room") == "$sys":
+                first.setdefault(m["data"]["worker"], m)
+        await ws.close()
+        await asyncio.sleep(1.5)  # both workers have ticked since the watcher left
+        s1 = call(e.port, "GET", "/api/rooms/%24sys")
+        await asyncio.sleep(1.5)
+        s2 = call(e.port, "GET", "/api/rooms/%24sys")
+        await p.close()
+        return r, first, s1, s2
+
+    r, first, s1, s2 = run(go())
+    assert r["type"] == "response" and r["data"]["seq"] == 0, r  # nothing was published
+    assert set(first) == {0, 1}, first
+    for m in first.values():
+        assert m["data"]["interval_ms"] >= 2400, m["data"]["interval_ms"]
+    assert s1[0] == 200 and s2[0] == 200, (s1, s2)
+    assert s1[2]["seq"] == s2[2]["seq"], (s1[2], s2[2])
 
 
 def test_clients_cannot_publish_to_dollar_rooms(start_engine):
