@@ -360,8 +360,6 @@ static uint64_t exp_tick(const struct conn *c)
     return c->w->tick + (left > 0 ? TICKS(left) + 1 : 0);
 }
 
-/* Schedules an open connection's timer at tick due (UINT64_MAX: none), or when its token
- * expires if that comes first: one wheel entry serves the heartbeat and the expiry. */
 /* The silence after which an open connection is pinged: heartbeat_s at most, and at least half
  * of it, at a point of that range fixed per connection (a Weyl sequence over the serial spreads
  * consecutive connections evenly). Connections accepted in one burst would otherwise be pinged,
@@ -376,6 +374,8 @@ static uint64_t heartbeat_ticks(const struct conn *c)
     return hb - ((frac * spread) >> 32);
 }
 
+/* Schedules an open connection's timer at tick due (UINT64_MAX: none), or when its token
+ * expires if that comes first: one wheel entry serves the heartbeat and the expiry. */
 static void open_timer(struct conn *c, uint64_t due)
 {
     uint64_t e = exp_tick(c);

@@ -236,13 +236,15 @@ static void progress_line(struct lg_run *run, struct progress *p, uint64_t now, 
     p->expected_1s_ago = exp;
 }
 
-/* A publisher's connection error if any worker recorded one, else the first connection error
- * any worker recorded, or "". */
-static const char *first_error(const struct lg_run *run)
+/* A publisher's connection error if any worker recorded one (*is_pub set), else the first
+ * connection error any worker recorded, or "". */
+static const char *first_error(const struct lg_run *run, bool *is_pub)
 {
+    *is_pub = true;
     for (unsigned t = 0; t < run->cfg.threads; t++)
         if (run->workers[t].error_pub)
             return run->workers[t].error;
+    *is_pub = false;
     for (unsigned t = 0; t < run->cfg.threads; t++)
         if (run->workers[t].error[0])
             return run->workers[t].error;
@@ -553,7 +555,8 @@ int main(int argc, char **argv)
     uint64_t setup_ns = now - run->t0;
     uint64_t failed = SUM(run, conn_failed);
     if (failed) {
-        const char *why = first_error(run);
+        bool is_pub;
+        const char *why = first_error(run, &is_pub);
         if (prog->on)
             fputc('\n', stderr);
         lg_error("%" PRIu64 " of %u connections failed: %s", failed, run->nconns, why);
@@ -640,10 +643,11 @@ int main(int argc, char **argv)
         status = LG_EXIT_USAGE;
     }
     if (res->st.disconnects) {
-        const char *why = first_error(run);
-        /* A publisher's reason starts "publisher P: " and is shown even when it was not first. */
+        bool is_pub;
+        const char *why = first_error(run, &is_pub);
+        /* A publisher's reason ("publisher P: ...") is shown even when it was not first. */
         fprintf(stderr, "ringcast-load: %" PRIu64 " connections ended during the run; %s: %s\n",
-                res->st.disconnects, strncmp(why, "publisher ", 10) ? "the first" : "the reason",
+                res->st.disconnects, is_pub ? "the reason" : "the first",
                 *why ? why : "(no reason recorded)");
     }
     if (res->saturated)

@@ -259,12 +259,12 @@ def jitter_line(jitter):
                 for c in doc["cpus"])))
     if not parts:
         return None
+    first = next(doc for doc in jitter if doc and doc.get("cpus"))
     return ("- **Scheduling jitter** (`bench/jitter`: a spinning thread pinned to each CPU for "
             "%.0f s; the time lost to gaps over %d µs, and the longest gap): %s. A server pinned "
             "there loses the same time, and an event it holds arrives late by up to the gap: "
             "percentiles near these gaps measure the machine as much as the server."
-            % (jitter[0]["seconds"] if jitter[0] else jitter[1]["seconds"],
-               (jitter[0] or jitter[1])["threshold_us"], "; ".join(parts)))
+            % (first["seconds"], first["threshold_us"], "; ".join(parts)))
 
 
 def render(scenarios, servers, cells, reps, command, machine, results_dir, started, load=None,

@@ -23,19 +23,24 @@ def max_unanswered(path):
     return int(path.read_text()) if path.exists() else 0
 
 
+def assert_windowed_run(r, tmp_path, log):
+    """The run passed, every publish was answered and delivered to all 10 subscribers, and the
+    hold was in force while the publisher had a full window out."""
+    assert r.returncode == 0, r.stderr
+    j = json.load(open(tmp_path / "r.json"))
+    p = j["publishes"]
+    assert p["acked"] == p["sent"] > WINDOW and p["unanswered"] == 0
+    assert j["deliveries"]["delivered"] == j["deliveries"]["expected"] == p["sent"] * 10
+    assert max_unanswered(log) == WINDOW
+
+
 def test_ws_publisher_waits_for_its_replies(faulty, tmp_path):
     log = tmp_path / "unanswered"
     port = faulty("none", extra=["--hold-replies-ms", HOLD_MS, "--unanswered-log", log])
     r = run_loadgen(["--url", "ws://127.0.0.1:%d/ws" % port, "--connections", 10, "--rooms", 1,
                      "--rate", 0, "--window", WINDOW, "--duration", "1500ms", "--warmup",
                      "300ms", "--json", tmp_path / "r.json", "--quiet"])
-    assert r.returncode == 0, r.stderr
-    j = json.load(open(tmp_path / "r.json"))
-    p = j["publishes"]
-    assert p["acked"] == p["sent"] > WINDOW and p["unanswered"] == 0
-    assert j["deliveries"]["delivered"] == j["deliveries"]["expected"] == p["sent"] * 10
-    # the hold was in force while the publisher had a full window out
-    assert max_unanswered(log) == WINDOW
+    assert_windowed_run(r, tmp_path, log)
 
 
 def test_http_publisher_pipelines_at_most_the_window(tmp_path):
@@ -50,12 +55,7 @@ def test_http_publisher_pipelines_at_most_the_window(tmp_path):
                          KEY, "--connections", 10, "--rooms", 1, "--rate", 0, "--window", WINDOW,
                          "--duration", "1500ms", "--warmup", "300ms", "--json",
                          tmp_path / "r.json", "--quiet"])
-        assert r.returncode == 0, r.stderr
-        j = json.load(open(tmp_path / "r.json"))
-        p = j["publishes"]
-        assert p["acked"] == p["sent"] > WINDOW and p["unanswered"] == 0
-        assert j["deliveries"]["delivered"] == j["deliveries"]["expected"] == p["sent"] * 10
-        assert max_unanswered(log) == WINDOW
+        assert_windowed_run(r, tmp_path, log)
     finally:
         stop_server(proxy)
         e.stop()
